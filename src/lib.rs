@@ -1,0 +1,6 @@
+//! wfe-admission: a validating and mutating admission webhook for the status lifecycle of
+//! `WorkflowExecution` resources.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod policy;

@@ -1,0 +1,388 @@
+//! Old status + the writer's status + the writer + now -> one consistent status (spec section 4).
+//!
+//! The rules run in the spec's order: ownership, conditions, write-once, derived fields, block
+//! clearance. The phase is never rewritten (only carried over when the writer left it out).
+
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+
+use super::transitions::PhaseValue;
+use super::{Policy, Writer, time};
+use crate::config::BlockClearanceConfig;
+
+pub type Status = Map<String, Value>;
+
+/// A freshly written clearance keeps its own `clearedAt` only when it is this recent, so that a
+/// reinvocation of the webhook (same request, a moment later) yields an empty patch.
+const REINVOCATION_WINDOW_SECONDS: i64 = 30;
+
+/// The outcome of combining.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Combined {
+    pub status: Status,
+    /// Admission warnings, each naming a field.
+    pub warnings: Vec<String>,
+    /// Paths of the fields the webhook put back (for `StatusFieldRestored` events).
+    pub corrections: Vec<String>,
+    /// Set when the write must be refused (block clearance rules).
+    pub denial: Option<String>,
+}
+
+struct Ctx<'a> {
+    policy: &'a Policy,
+    writer: Writer<'a>,
+    old: &'a Status,
+    out: Combined,
+}
+
+fn present(v: Option<&Value>) -> Option<&Value> {
+    v.filter(|v| !v.is_null())
+}
+
+/// Combines `new` (the status the writer sent) with `old` (the stored status).
+pub fn combine(
+    policy: &Policy,
+    old: Option<&Status>,
+    new: Option<&Status>,
+    writer: Writer<'_>,
+    now: Timestamp,
+) -> Combined {
+    let empty = Status::new();
+    let old = old.unwrap_or(&empty);
+    let mut ctx = Ctx {
+        policy,
+        writer,
+        old,
+        out: Combined {
+            status: new.cloned().unwrap_or_default(),
+            warnings: Vec::new(),
+            corrections: Vec::new(),
+            denial: None,
+        },
+    };
+    ctx.ownership();
+    ctx.conditions(now);
+    ctx.write_once();
+    ctx.derived(now);
+    ctx.block_clearance(now);
+    ctx.out
+}
+
+impl Ctx<'_> {
+    fn correct(&mut self, path: String, warning: String) {
+        self.out.warnings.push(warning);
+        self.out.corrections.push(path);
+    }
+
+    fn reverted(&mut self, path: String, owners: super::writers::Writers) {
+        let warning = format!(
+            "status.{path} is owned by {}; the change by {} was reverted",
+            self.policy.writers.names(owners),
+            shown_user(self.writer.user)
+        );
+        self.correct(path, warning);
+    }
+
+    /// Rule 1: non-owners cannot drop or change a field.
+    fn ownership(&mut self) {
+        let (policy, old_status) = (self.policy, self.old);
+        let cfg = &policy.config;
+        let phase_field = policy.phases.field.as_str();
+        let conditions_field = cfg.conditions.field.as_str();
+        let mut keys: Vec<String> = old_status
+            .keys()
+            .chain(self.out.status.keys())
+            .filter(|k| *k != phase_field && *k != conditions_field)
+            .cloned()
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            let owners = policy.field_owners(&key);
+            let owns = self.writer.roles.intersects(owners);
+            let old = present(old_status.get(&key));
+            let new = present(self.out.status.get(&key));
+            match (old, new) {
+                (Some(o), None) if !owns => {
+                    self.out.status.insert(key, o.clone());
+                }
+                (Some(o), Some(n)) if !owns && o != n => {
+                    self.out.status.insert(key.clone(), o.clone());
+                    self.reverted(key, owners);
+                }
+                (None, Some(_)) if !owns => {
+                    self.out.status.remove(&key);
+                    self.reverted(key, owners);
+                }
+                _ => {}
+            }
+        }
+        // Absence is not intent: a status without a phase keeps the stored one.
+        if present(self.out.status.get(phase_field)).is_none()
+            && let Some(p) = present(old_status.get(phase_field))
+        {
+            self.out.status.insert(phase_field.to_string(), p.clone());
+        }
+    }
+
+    /// Rule 2: conditions merge by type, in stable order, never dropped.
+    fn conditions(&mut self, now: Timestamp) {
+        let (policy, old_status) = (self.policy, self.old);
+        let field = policy.config.conditions.field.clone();
+        let old_list: &[Value] = match old_status.get(&field) {
+            Some(Value::Array(a)) => a,
+            _ => &[],
+        };
+        let sent = self.out.status.remove(&field);
+        let sent_present = sent.is_some();
+        let sent_list: Vec<Value> = match sent {
+            Some(Value::Array(a)) => a,
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => {
+                self.out.warnings.push(format!(
+                    "status.{field} must be a list; the stored conditions were kept"
+                ));
+                Vec::new()
+            }
+        };
+        let mut sent_by_type: Vec<(&str, &Value)> = Vec::with_capacity(sent_list.len());
+        for c in &sent_list {
+            match condition_type(c) {
+                Some(t) if !sent_by_type.iter().any(|(seen, _)| *seen == t) => {
+                    sent_by_type.push((t, c))
+                }
+                Some(t) => self.out.warnings.push(format!(
+                    "status.{field} lists type {t} more than once; the first entry was used"
+                )),
+                None => self
+                    .out
+                    .warnings
+                    .push(format!("status.{field} has an entry without a type; it was ignored")),
+            }
+        }
+        let find = |t: &str| sent_by_type.iter().find(|(s, _)| *s == t).map(|(_, c)| *c);
+
+        let mut merged: Vec<Value> = Vec::with_capacity(old_list.len() + sent_by_type.len());
+        for old in old_list {
+            let Some(t) = condition_type(old) else {
+                merged.push(old.clone());
+                continue;
+            };
+            let owners = policy.condition_owners(t);
+            let owns = self.writer.roles.intersects(owners);
+            match find(t) {
+                Some(new) if owns => merged.push(update_condition(Some(old), new, now)),
+                Some(new) => {
+                    merged.push(old.clone());
+                    if new != old {
+                        self.reverted(format!("{field}[{t}]"), owners);
+                    }
+                }
+                None if owns && policy.removable(t) => {}
+                None => merged.push(old.clone()),
+            }
+        }
+        for (t, new) in &sent_by_type {
+            if old_list.iter().any(|o| condition_type(o) == Some(t)) {
+                continue;
+            }
+            let owners = policy.condition_owners(t);
+            if self.writer.roles.intersects(owners) {
+                merged.push(update_condition(None, new, now));
+            } else {
+                self.reverted(format!("{field}[{t}]"), owners);
+            }
+        }
+        if !merged.is_empty() || old_status.contains_key(&field) || sent_present {
+            self.out.status.insert(field, Value::Array(merged));
+        }
+    }
+
+    /// Rule 3: write-once fields keep their first value.
+    fn write_once(&mut self) {
+        let (policy, old_status) = (self.policy, self.old);
+        let cfg = &policy.config;
+        for field in &cfg.write_once {
+            let Some(first) = present(old_status.get(field)) else {
+                continue;
+            };
+            if present(self.out.status.get(field)) != Some(first) {
+                self.out.status.insert(field.clone(), first.clone());
+                self.correct(
+                    field.clone(),
+                    format!("status.{field} is write-once; its first value was kept"),
+                );
+            }
+        }
+        let bc = &cfg.block_clearance;
+        let (Some(Value::Object(old_bc)), Some(Value::Object(new_bc))) =
+            (old_status.get(&bc.field), self.out.status.get_mut(&bc.field))
+        else {
+            return;
+        };
+        let mut kept = Vec::new();
+        for attr in [&bc.cleared_by, &bc.cleared_at] {
+            if let Some(first) = present(old_bc.get(attr))
+                && present(new_bc.get(attr)) != Some(first)
+            {
+                new_bc.insert(attr.clone(), first.clone());
+                kept.push(attr.clone());
+            }
+        }
+        for attr in kept {
+            let path = format!("{}.{attr}", bc.field);
+            self.correct(
+                path.clone(),
+                format!("status.{path} records who cleared the block; its first value was kept"),
+            );
+        }
+    }
+
+    /// Rule 4: times stamped on entering a phase, duration and the failure-reason mirror.
+    fn derived(&mut self, now: Timestamp) {
+        let policy = self.policy;
+        let phases = &policy.phases;
+        let d = &policy.config.derived;
+        let from = phases.current(PhaseValue::read(Some(self.old), &phases.field));
+        let to = match PhaseValue::read(Some(&self.out.status), &phases.field) {
+            PhaseValue::Text(t) => phases.current(PhaseValue::Text(t)),
+            _ => from,
+        }
+        .to_string();
+        let stamp = time::format(now);
+        if to != from {
+            if to == phases.running && present(self.out.status.get(&d.start_time)).is_none() {
+                self.out
+                    .status
+                    .insert(d.start_time.clone(), Value::String(stamp.clone()));
+            }
+            if phases.is_terminal(&to) && present(self.out.status.get(&d.completion_time)).is_none()
+            {
+                self.out
+                    .status
+                    .insert(d.completion_time.clone(), Value::String(stamp));
+            }
+        }
+        let time_of = |f: &str| {
+            self.out
+                .status
+                .get(f)
+                .and_then(Value::as_str)
+                .and_then(time::parse)
+        };
+        if let (Some(start), Some(end)) = (time_of(&d.start_time), time_of(&d.completion_time)) {
+            let duration = Value::String(time::go_duration(start, end));
+            if self.out.status.get(&d.duration) != Some(&duration) {
+                self.out.status.insert(d.duration.clone(), duration);
+            }
+        }
+        let reason = self
+            .out
+            .status
+            .get(&d.failure_details)
+            .and_then(|fd| fd.get(&d.failure_details_reason))
+            .filter(|r| r.is_string())
+            .cloned();
+        if let Some(reason) = reason {
+            self.out.status.insert(d.failure_reason.clone(), reason);
+        }
+    }
+
+    /// Rule 5: a new clearance is attributed to the requesting user, now; its reason must say
+    /// enough.
+    fn block_clearance(&mut self, now: Timestamp) {
+        let (policy, old_status) = (self.policy, self.old);
+        let bc = &policy.config.block_clearance;
+        let old_bc = old_status.get(&bc.field).and_then(Value::as_object);
+        let user = self.writer.user;
+        let Some(Value::Object(new_bc)) = self.out.status.get_mut(&bc.field) else {
+            return;
+        };
+        if let Some(denial) = clearance_denial(bc, old_bc, new_bc, user) {
+            self.out.denial = Some(denial);
+            return;
+        }
+        if old_bc.is_some() {
+            return;
+        }
+        let sent_by = new_bc.get(&bc.cleared_by).and_then(Value::as_str);
+        let forged = sent_by.is_some_and(|s| !s.is_empty() && s != user);
+        let recent = sent_by == Some(user)
+            && new_bc
+                .get(&bc.cleared_at)
+                .and_then(Value::as_str)
+                .and_then(time::parse)
+                .is_some_and(|t| {
+                    let age = now.as_second() - t.as_second();
+                    (0..=REINVOCATION_WINDOW_SECONDS).contains(&age)
+                });
+        new_bc.insert(bc.cleared_by.clone(), Value::String(user.to_string()));
+        if !recent {
+            new_bc.insert(bc.cleared_at.clone(), Value::String(time::format(now)));
+        }
+        if forged {
+            let path = format!("{}.{}", bc.field, bc.cleared_by);
+            self.correct(
+                path.clone(),
+                format!("status.{path} is set from the requesting user; the value sent was replaced"),
+            );
+        }
+    }
+}
+
+/// Why a clearance (new, or with a changed reason) must be refused, if it must: it needs an
+/// authenticated user and a reason of at least the configured number of words.
+pub fn clearance_denial(
+    bc: &BlockClearanceConfig,
+    old_bc: Option<&Status>,
+    new_bc: &Status,
+    user: &str,
+) -> Option<String> {
+    if old_bc.is_none() && user.is_empty() {
+        return Some(format!(
+            "status.{} can only be set by an authenticated user; the request has no user name",
+            bc.field
+        ));
+    }
+    let reason = new_bc.get(&bc.reason).and_then(Value::as_str).unwrap_or("");
+    let old_reason = old_bc.and_then(|o| o.get(&bc.reason)).and_then(Value::as_str);
+    let words = reason.split_whitespace().count();
+    (old_reason != Some(reason) && words < bc.min_reason_words).then(|| {
+        format!(
+            "status.{}.{} must explain the clearance in at least {} words (got {words})",
+            bc.field, bc.reason, bc.min_reason_words
+        )
+    })
+}
+
+fn condition_type(c: &Value) -> Option<&str> {
+    c.get("type").and_then(Value::as_str)
+}
+
+/// The writer's version of a condition; `lastTransitionTime` only moves when `status` does.
+fn update_condition(old: Option<&Value>, new: &Value, now: Timestamp) -> Value {
+    let mut c = new.clone();
+    let Some(obj) = c.as_object_mut() else {
+        return c;
+    };
+    let old_ltt = old
+        .filter(|o| o.get("status") == new.get("status"))
+        .and_then(|o| present(o.get("lastTransitionTime")));
+    match old_ltt {
+        Some(ltt) => {
+            obj.insert("lastTransitionTime".into(), ltt.clone());
+        }
+        None if present(obj.get("lastTransitionTime")).is_none() => {
+            obj.insert(
+                "lastTransitionTime".into(),
+                Value::String(time::format(now)),
+            );
+        }
+        None => {}
+    }
+    c
+}
+
+fn shown_user(user: &str) -> &str {
+    if user.is_empty() { "<no user>" } else { user }
+}

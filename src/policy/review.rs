@@ -1,0 +1,329 @@
+//! AdmissionRequest -> verdict for each endpoint. The HTTP shell turns a verdict into an
+//! AdmissionReview; events and metrics read it after the answer.
+
+use jiff::Timestamp;
+use json_patch::Patch;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, Operation};
+use serde_json::Value;
+
+use super::combine::{Status, clearance_denial, combine};
+use super::patch::status_patch;
+use super::transitions::{PhaseValue, TransitionError};
+use super::{Policy, Writer};
+
+/// Why a request was refused. The name doubles as the Event reason and the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyReason {
+    IllegalPhaseTransition,
+    UnknownPhase,
+    PhaseNotOwned,
+    BlockClearanceRejected,
+    InvalidStatus,
+    MissingObject,
+}
+
+impl DenyReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::IllegalPhaseTransition => "IllegalPhaseTransition",
+            DenyReason::UnknownPhase => "UnknownPhase",
+            DenyReason::PhaseNotOwned => "PhaseNotOwned",
+            DenyReason::BlockClearanceRejected => "BlockClearanceRejected",
+            DenyReason::InvalidStatus => "InvalidStatus",
+            DenyReason::MissingObject => "MissingObject",
+        }
+    }
+
+    /// HTTP-style code inside the AdmissionResponse status: 403 for policy, 400 for bad input.
+    pub fn code(self) -> u16 {
+        match self {
+            DenyReason::InvalidStatus | DenyReason::MissingObject => 400,
+            _ => 403,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    pub reason: DenyReason,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Allowed as sent.
+    Allow,
+    /// Allowed with this (non-empty) patch.
+    Patch(Patch),
+    Deny(Denial),
+}
+
+/// The object a verdict is about, for Events.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Subject {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub uid: Option<String>,
+    pub user: String,
+    pub writers: String,
+    /// The phase move the writer asked for, when it moved.
+    pub transition: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub warnings: Vec<String>,
+    /// Fields the mutating webhook put back.
+    pub corrections: Vec<String>,
+    /// Set when the request is outside the policy (other resource or operation).
+    pub ignored: bool,
+    pub dry_run: bool,
+    pub subject: Subject,
+}
+
+impl Verdict {
+    fn new(decision: Decision, subject: Subject, dry_run: bool) -> Self {
+        Self {
+            decision,
+            warnings: Vec::new(),
+            corrections: Vec::new(),
+            ignored: false,
+            dry_run,
+            subject,
+        }
+    }
+
+    fn ignored(dry_run: bool) -> Self {
+        Self {
+            ignored: true,
+            ..Self::new(Decision::Allow, Subject::default(), dry_run)
+        }
+    }
+
+    fn deny(reason: DenyReason, message: String, subject: Subject, dry_run: bool) -> Self {
+        Self::new(Decision::Deny(Denial { reason, message }), subject, dry_run)
+    }
+}
+
+/// What both endpoints read from a request they guard.
+struct Input<'r> {
+    old: Option<&'r Status>,
+    new: Option<&'r Status>,
+    object: &'r Value,
+    writer: Writer<'r>,
+    subject: Subject,
+    dry_run: bool,
+}
+
+fn status_of(object: &Value) -> Result<Option<&Status>, ()> {
+    match object.get("status") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(()),
+    }
+}
+
+/// Reads a request; `Err` is the verdict to answer directly (ignored or malformed).
+fn read<'r>(policy: &Policy, req: &'r AdmissionRequest<DynamicObject>) -> Result<Input<'r>, Verdict> {
+    let dry_run = req.dry_run;
+    if req.operation != Operation::Update
+        || !policy.guards(
+            &req.resource.group,
+            &req.resource.resource,
+            req.sub_resource.as_deref(),
+        )
+    {
+        return Err(Verdict::ignored(dry_run));
+    }
+    let user = req.user_info.username.as_deref().unwrap_or("");
+    let groups: &[String] = req.user_info.groups.as_deref().unwrap_or(&[]);
+    let writer = policy.writer(user, groups);
+    let object_name = |o: Option<&DynamicObject>| {
+        o.and_then(|o| o.metadata.name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| req.name.clone())
+    };
+    let mut subject = Subject {
+        api_version: if req.kind.group.is_empty() {
+            req.kind.version.clone()
+        } else {
+            format!("{}/{}", req.kind.group, req.kind.version)
+        },
+        kind: req.kind.kind.clone(),
+        namespace: req.namespace.clone().filter(|n| !n.is_empty()),
+        name: object_name(req.object.as_ref()),
+        uid: req.object.as_ref().and_then(|o| o.metadata.uid.clone()),
+        user: user.to_string(),
+        writers: policy.writers.names(writer.roles),
+        transition: None,
+    };
+    let (Some(object), Some(old_object)) = (req.object.as_ref(), req.old_object.as_ref()) else {
+        let missing = if req.object.is_none() { "object" } else { "oldObject" };
+        let message = format!(
+            "{}: the UPDATE request has no {missing}, so the status change cannot be checked",
+            subject_line(&subject)
+        );
+        subject.name = object_name(req.old_object.as_ref());
+        return Err(Verdict::deny(DenyReason::MissingObject, message, subject, dry_run));
+    };
+    let Ok(new) = status_of(&object.data) else {
+        let message = format!("{}: status must be an object", subject_line(&subject));
+        return Err(Verdict::deny(DenyReason::InvalidStatus, message, subject, dry_run));
+    };
+    // A stored status that is not an object cannot be merged with; treat it as empty.
+    let old = status_of(&old_object.data).ok().flatten();
+    Ok(Input {
+        old,
+        new,
+        object: &object.data,
+        writer,
+        subject,
+        dry_run,
+    })
+}
+
+fn subject_line(s: &Subject) -> String {
+    match &s.namespace {
+        Some(ns) => format!("{} {ns}/{}", s.kind, s.name),
+        None => format!("{} {}", s.kind, s.name),
+    }
+}
+
+fn writer_line(s: &Subject) -> String {
+    let user = if s.user.is_empty() { "<no user>" } else { &s.user };
+    format!("{user} ({})", s.writers)
+}
+
+/// The mutating endpoint: combine the writer's status with the stored one (spec section 4).
+pub fn mutate(policy: &Policy, req: &AdmissionRequest<DynamicObject>, now: Timestamp) -> Verdict {
+    let input = match read(policy, req) {
+        Ok(input) => input,
+        Err(verdict) => return verdict,
+    };
+    let combined = combine(policy, input.old, input.new, input.writer, now);
+    if let Some(message) = combined.denial {
+        let message = format!(
+            "{}: {message} (writer {})",
+            subject_line(&input.subject),
+            writer_line(&input.subject)
+        );
+        return Verdict::deny(
+            DenyReason::BlockClearanceRejected,
+            message,
+            input.subject,
+            input.dry_run,
+        );
+    }
+    let patch = status_patch(input.object, &combined.status);
+    let decision = if patch.0.is_empty() {
+        Decision::Allow
+    } else {
+        Decision::Patch(patch)
+    };
+    Verdict {
+        warnings: combined.warnings,
+        corrections: combined.corrections,
+        ..Verdict::new(decision, input.subject, input.dry_run)
+    }
+}
+
+/// The validating endpoint: the phase move (spec section 3) and the clearance rules.
+pub fn validate(policy: &Policy, req: &AdmissionRequest<DynamicObject>) -> Verdict {
+    let Input {
+        old,
+        new,
+        writer,
+        mut subject,
+        dry_run,
+        ..
+    } = match read(policy, req) {
+        Ok(input) => input,
+        Err(verdict) => return verdict,
+    };
+    let phases = &policy.phases;
+    let from = phases.current(PhaseValue::read(old, &phases.field));
+    let Some(to) = phases.requested(from, PhaseValue::read(new, &phases.field)) else {
+        let message = format!(
+            "{}: status.{} must be a string, one of the phases (writer {})",
+            subject_line(&subject),
+            phases.field,
+            writer_line(&subject)
+        );
+        return Verdict::deny(DenyReason::UnknownPhase, message, subject, dry_run);
+    };
+    if from != to {
+        subject.transition = Some((from.to_string(), to.to_string()));
+        let owners = policy.field_owners(&phases.field);
+        if !writer.roles.intersects(owners) {
+            let message = format!(
+                "{}: {} may not move status.{} {from} → {to}; only {} may change the phase",
+                subject_line(&subject),
+                writer_line(&subject),
+                phases.field,
+                policy.writers.names(owners)
+            );
+            return Verdict::deny(DenyReason::PhaseNotOwned, message, subject, dry_run);
+        }
+        if let Err(err) = phases.check(from, to) {
+            let reason = match err {
+                TransitionError::UnknownPhase { .. } => DenyReason::UnknownPhase,
+                TransitionError::Illegal { .. } => DenyReason::IllegalPhaseTransition,
+            };
+            let message = format!(
+                "{}: {err} (writer {})",
+                subject_line(&subject),
+                writer_line(&subject)
+            );
+            return Verdict::deny(reason, message, subject, dry_run);
+        }
+    }
+    if let Some(message) = clearance_problem(policy, old, new, writer.user) {
+        let message = format!(
+            "{}: {message} (writer {})",
+            subject_line(&subject),
+            writer_line(&subject)
+        );
+        return Verdict::deny(DenyReason::BlockClearanceRejected, message, subject, dry_run);
+    }
+    Verdict::new(Decision::Allow, subject, dry_run)
+}
+
+/// The clearance rules again, as a check: without the mutating webhook in front, a forged or
+/// unexplained clearance must still not get in.
+fn clearance_problem(
+    policy: &Policy,
+    old: Option<&Status>,
+    new: Option<&Status>,
+    user: &str,
+) -> Option<String> {
+    let bc = &policy.config.block_clearance;
+    fn get<'s>(s: Option<&'s Status>, field: &str) -> Option<&'s Status> {
+        s.and_then(|s| s.get(field)).and_then(Value::as_object)
+    }
+    fn attribution<'s>(m: Option<&'s Status>, field: &str) -> Option<&'s str> {
+        m.and_then(|m| m.get(field)).and_then(Value::as_str)
+    }
+    let (old_bc, new_bc) = (get(old, &bc.field), get(new, &bc.field)?);
+    if old_bc == Some(new_bc) {
+        return None;
+    }
+    if let Some(denial) = clearance_denial(bc, old_bc, new_bc, user) {
+        return Some(denial);
+    }
+    let expected = match old_bc {
+        Some(_) => attribution(old_bc, &bc.cleared_by),
+        None => Some(user),
+    };
+    (attribution(Some(new_bc), &bc.cleared_by) != expected).then(|| {
+        format!(
+            "status.{}.{} must name the user who cleared the block ({})",
+            bc.field,
+            bc.cleared_by,
+            expected.unwrap_or("<unset>")
+        )
+    })
+}

@@ -2,5 +2,8 @@
 //! `WorkflowExecution` resources.
 #![forbid(unsafe_code)]
 
+pub mod certgen;
+pub mod cli;
 pub mod config;
 pub mod policy;
+pub mod server;

@@ -128,7 +128,10 @@ fn status_of(object: &Value) -> Result<Option<&Status>, ()> {
 }
 
 /// Reads a request; `Err` is the verdict to answer directly (ignored or malformed).
-fn read<'r>(policy: &Policy, req: &'r AdmissionRequest<DynamicObject>) -> Result<Input<'r>, Verdict> {
+fn read<'r>(
+    policy: &Policy,
+    req: &'r AdmissionRequest<DynamicObject>,
+) -> Result<Input<'r>, Verdict> {
     let dry_run = req.dry_run;
     if req.operation != Operation::Update
         || !policy.guards(
@@ -162,17 +165,31 @@ fn read<'r>(policy: &Policy, req: &'r AdmissionRequest<DynamicObject>) -> Result
         transition: None,
     };
     let (Some(object), Some(old_object)) = (req.object.as_ref(), req.old_object.as_ref()) else {
-        let missing = if req.object.is_none() { "object" } else { "oldObject" };
+        let missing = if req.object.is_none() {
+            "object"
+        } else {
+            "oldObject"
+        };
         let message = format!(
             "{}: the UPDATE request has no {missing}, so the status change cannot be checked",
             subject_line(&subject)
         );
         subject.name = object_name(req.old_object.as_ref());
-        return Err(Verdict::deny(DenyReason::MissingObject, message, subject, dry_run));
+        return Err(Verdict::deny(
+            DenyReason::MissingObject,
+            message,
+            subject,
+            dry_run,
+        ));
     };
     let Ok(new) = status_of(&object.data) else {
         let message = format!("{}: status must be an object", subject_line(&subject));
-        return Err(Verdict::deny(DenyReason::InvalidStatus, message, subject, dry_run));
+        return Err(Verdict::deny(
+            DenyReason::InvalidStatus,
+            message,
+            subject,
+            dry_run,
+        ));
     };
     // A stored status that is not an object cannot be merged with; treat it as empty.
     let old = status_of(&old_object.data).ok().flatten();
@@ -194,7 +211,11 @@ fn subject_line(s: &Subject) -> String {
 }
 
 fn writer_line(s: &Subject) -> String {
-    let user = if s.user.is_empty() { "<no user>" } else { &s.user };
+    let user = if s.user.is_empty() {
+        "<no user>"
+    } else {
+        &s.user
+    };
     format!("{user} ({})", s.writers)
 }
 
@@ -207,7 +228,7 @@ pub fn mutate(policy: &Policy, req: &AdmissionRequest<DynamicObject>, now: Times
     let combined = combine(policy, input.old, input.new, input.writer, now);
     if let Some(message) = combined.denial {
         let message = format!(
-            "{}: {message} (writer {})",
+            "{}: clearance by {} refused: {message}",
             subject_line(&input.subject),
             writer_line(&input.subject)
         );
@@ -248,7 +269,7 @@ pub fn validate(policy: &Policy, req: &AdmissionRequest<DynamicObject>) -> Verdi
     let from = phases.current(PhaseValue::read(old, &phases.field));
     let Some(to) = phases.requested(from, PhaseValue::read(new, &phases.field)) else {
         let message = format!(
-            "{}: status.{} must be a string, one of the phases (writer {})",
+            "{}: status.{} sent by {} must be a string, one of the phases",
             subject_line(&subject),
             phases.field,
             writer_line(&subject)
@@ -274,20 +295,27 @@ pub fn validate(policy: &Policy, req: &AdmissionRequest<DynamicObject>) -> Verdi
                 TransitionError::Illegal { .. } => DenyReason::IllegalPhaseTransition,
             };
             let message = format!(
-                "{}: {err} (writer {})",
+                "{}: {} by {}; {}",
                 subject_line(&subject),
-                writer_line(&subject)
+                err.what(),
+                writer_line(&subject),
+                err.hint()
             );
             return Verdict::deny(reason, message, subject, dry_run);
         }
     }
     if let Some(message) = clearance_problem(policy, old, new, writer.user) {
         let message = format!(
-            "{}: {message} (writer {})",
+            "{}: clearance by {} refused: {message}",
             subject_line(&subject),
             writer_line(&subject)
         );
-        return Verdict::deny(DenyReason::BlockClearanceRejected, message, subject, dry_run);
+        return Verdict::deny(
+            DenyReason::BlockClearanceRejected,
+            message,
+            subject,
+            dry_run,
+        );
     }
     Verdict::new(Decision::Allow, subject, dry_run)
 }

@@ -40,21 +40,36 @@ pub enum TransitionError {
     },
 }
 
-impl std::fmt::Display for TransitionError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl TransitionError {
+    /// What was refused, e.g. `illegal phase transition Completed → Running`.
+    pub fn what(&self) -> String {
         match self {
-            TransitionError::UnknownPhase { value, legal } => {
-                write!(f, "unknown phase {value:?}; phases are {}", legal.join(", "))
-            }
-            TransitionError::Illegal { from, to, legal } => {
-                write!(f, "illegal phase transition {from} → {to}; ")?;
-                if legal.is_empty() {
-                    write!(f, "{from} is terminal, it can only stay {from}")
-                } else {
-                    write!(f, "from {from} the legal moves are to {}", legal.join(", "))
-                }
+            TransitionError::UnknownPhase { value, .. } => format!("unknown phase {value:?}"),
+            TransitionError::Illegal { from, to, .. } => {
+                format!("illegal phase transition {from} → {to}")
             }
         }
+    }
+
+    /// What would have been legal.
+    pub fn hint(&self) -> String {
+        match self {
+            TransitionError::UnknownPhase { legal, .. } => {
+                format!("the phases are {}", legal.join(", "))
+            }
+            TransitionError::Illegal { from, legal, .. } if legal.is_empty() => {
+                format!("{from} is terminal, it can only stay {from}")
+            }
+            TransitionError::Illegal { from, legal, .. } => {
+                format!("from {from} the legal moves are to {}", legal.join(", "))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TransitionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; {}", self.what(), self.hint())
     }
 }
 
@@ -190,7 +205,10 @@ mod tests {
         let m = machine();
         let err = m.check("Running", "Paused").expect_err("unknown");
         assert!(matches!(err, TransitionError::UnknownPhase { .. }));
-        assert!(err.to_string().contains("Pending, Running, Completed, Failed"));
+        assert_eq!(
+            err.to_string(),
+            "unknown phase \"Paused\"; the phases are Pending, Running, Completed, Failed"
+        );
         // Case matters: the enum is exact.
         assert!(m.check("Pending", "running").is_err());
     }
@@ -207,8 +225,14 @@ mod tests {
         let m = machine();
         let empty = json!({"phase": ""});
         let none = json!({});
-        assert_eq!(m.current(PhaseValue::read(empty.as_object(), "phase")), "Pending");
-        assert_eq!(m.current(PhaseValue::read(none.as_object(), "phase")), "Pending");
+        assert_eq!(
+            m.current(PhaseValue::read(empty.as_object(), "phase")),
+            "Pending"
+        );
+        assert_eq!(
+            m.current(PhaseValue::read(none.as_object(), "phase")),
+            "Pending"
+        );
         assert_eq!(m.current(PhaseValue::read(None, "phase")), "Pending");
     }
 
@@ -216,11 +240,20 @@ mod tests {
     fn absent_new_phase_keeps_the_old_one_and_empty_means_pending() {
         let m = machine();
         assert_eq!(m.requested("Running", PhaseValue::Absent), Some("Running"));
-        assert_eq!(m.requested("Running", PhaseValue::Text("")), Some("Pending"));
+        assert_eq!(
+            m.requested("Running", PhaseValue::Text("")),
+            Some("Pending")
+        );
         assert_eq!(m.requested("Running", PhaseValue::NotAString), None);
         let status = json!({"phase": 3});
-        assert_eq!(PhaseValue::read(status.as_object(), "phase"), PhaseValue::NotAString);
+        assert_eq!(
+            PhaseValue::read(status.as_object(), "phase"),
+            PhaseValue::NotAString
+        );
         let status = json!({"phase": null});
-        assert_eq!(PhaseValue::read(status.as_object(), "phase"), PhaseValue::Absent);
+        assert_eq!(
+            PhaseValue::read(status.as_object(), "phase"),
+            PhaseValue::Absent
+        );
     }
 }

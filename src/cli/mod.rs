@@ -1,0 +1,81 @@
+//! Subcommands: serve, check, certs.
+
+pub mod certs;
+pub mod check;
+pub mod serve;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wfe-admission",
+    version,
+    about = "Admission webhook guarding the status lifecycle of WorkflowExecution resources"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "WFE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `wfe_admission=debug`).
+    #[arg(long, global = true, env = "WFE_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the mutating and validating webhooks over HTTPS.
+    Serve(serve::ServeArgs),
+    /// Offline verdict for an UPDATE of the status from OLD to NEW, as the API server would ask.
+    Check(check::CheckArgs),
+    /// Write a CA and a serving certificate (ca.crt, ca.key, tls.crt, tls.key) into a folder.
+    Certs(certs::CertsArgs),
+}
+
+pub fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// The default policy, or the file's.
+pub fn load_config(path: Option<&Path>) -> Result<Config, crate::config::ConfigError> {
+    match path {
+        Some(p) => Config::from_file(p),
+        None => Ok(Config::default()),
+    }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve(args) => {
+            let format = if args.dev && std::env::var_os("WFE_LOG_FORMAT").is_none() {
+                LogFormat::Text
+            } else {
+                cli.log_format
+            };
+            init_logging(format, &cli.log);
+            serve::run(args)
+        }
+        Command::Check(args) => check::run(args),
+        Command::Certs(args) => certs::run(args),
+    }
+}

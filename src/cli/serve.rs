@@ -1,0 +1,199 @@
+//! `wfe-admission serve`: the webhook server until SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::certgen::{self, Validity};
+use crate::policy::Policy;
+use crate::server::metrics::Metrics;
+use crate::server::tls::CertSource;
+use crate::server::{self, ServeOptions};
+
+/// Parses `10s`, `500ms`, `2m`, `1h30m` (and ISO 8601 `PT10S`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("invalid duration {text:?}: {e}"))?;
+    Duration::try_from(d).map_err(|_| format!("duration {text:?} must not be negative"))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// HTTPS address for /mutate and /validate [default: 0.0.0.0:8443, with --dev 127.0.0.1:8443].
+    #[arg(long, env = "WFE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Plain-HTTP address for /livez, /readyz and /metrics [default: 0.0.0.0:8080, with --dev 127.0.0.1:8080].
+    #[arg(long, env = "WFE_PROBE_LISTEN")]
+    pub probe_listen: Option<SocketAddr>,
+    /// PEM certificate chain; reloaded when it or its folder changes.
+    #[arg(long, env = "WFE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching --tls-cert.
+    #[arg(long, env = "WFE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle; when set, clients (the API server) must present a certificate it signed.
+    #[arg(long, env = "WFE_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Policy file (YAML); defaults to the WorkflowExecution policy.
+    #[arg(long, env = "WFE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Without certificate flags: generate a self-signed pair in memory and serve on loopback.
+    #[arg(long, env = "WFE_DEV")]
+    pub dev: bool,
+    /// Where --dev writes the CA bundle that clients must trust.
+    #[arg(long, env = "WFE_DEV_CA_OUT", default_value = "certs/dev/ca.crt")]
+    pub dev_ca_out: PathBuf,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "WFE_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Time a client has to finish the TLS handshake and send its request headers.
+    #[arg(long, env = "WFE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Time in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "WFE_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Backup re-read interval for the certificate files (changes are also watched).
+    #[arg(long, env = "WFE_CERT_RELOAD_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub cert_reload_interval: Duration,
+}
+
+fn options(args: &ServeArgs) -> Result<ServeOptions, String> {
+    let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let any = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
+    let (listen, probe) = if args.dev {
+        (loopback(8443), loopback(8080))
+    } else {
+        (any(8443), any(8080))
+    };
+    let cert = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => CertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ if args.dev => dev_certificate(&args.dev_ca_out)?,
+        _ => {
+            return Err(
+                "no certificate: pass --tls-cert and --tls-key, or --dev for a generated one"
+                    .into(),
+            );
+        }
+    };
+    let mut options = ServeOptions::new(
+        args.listen.unwrap_or(listen),
+        args.probe_listen.unwrap_or(probe),
+        cert,
+    );
+    options.client_ca = args.client_ca.clone();
+    options.max_body_bytes = args.max_body_bytes;
+    options.header_read_timeout = args.header_read_timeout;
+    options.shutdown_grace = args.shutdown_grace;
+    options.cert_reload_interval = args.cert_reload_interval;
+    Ok(options)
+}
+
+/// A fresh CA and serving pair for loopback; only the CA bundle touches the disk.
+fn dev_certificate(ca_out: &std::path::Path) -> Result<CertSource, String> {
+    let bundle = certgen::generate(&certgen::default_hosts(), Validity::days(30))
+        .map_err(|e| e.to_string())?;
+    if let Some(dir) = ca_out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(ca_out, &bundle.ca_cert)
+        .map_err(|e| format!("cannot write {}: {e}", ca_out.display()))?;
+    tracing::info!(ca_bundle = %ca_out.display(), "dev mode: generated a self-signed CA and serving certificate for localhost, 127.0.0.1 and ::1");
+    Ok(CertSource::Memory {
+        cert: bundle.cert,
+        key: bundle.key,
+    })
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(%message, "wfe-admission stopped");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let config = super::load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let policy = Policy::new(config).map_err(|e| e.to_string())?;
+    let options = options(&args)?;
+    let metrics = Metrics::new();
+    let running = server::start(
+        options,
+        Arc::new(ArcSwap::from_pointee(policy)),
+        metrics,
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if args.dev {
+        eprintln!(
+            "wfe-admission dev server: https://{}/mutate and /validate (CA bundle: {}), probes and metrics on http://{}",
+            running.addr,
+            args.dev_ca_out.display(),
+            running.probe_addr
+        );
+    }
+    wait_for_signal().await;
+    tracing::info!("signal received; shutting down");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}

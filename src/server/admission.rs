@@ -1,0 +1,206 @@
+//! `POST /mutate` and `POST /validate`: bytes -> AdmissionReview -> policy -> AdmissionReview.
+//!
+//! Every readable review is answered with HTTP 200 and the decision inside, so the API server
+//! shows the writer our message instead of applying `failurePolicy`. Only a body that is not an
+//! `admission.k8s.io/v1` AdmissionReview with a request and a uid gets a 4xx.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use jiff::Timestamp;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::{DynamicObject, response::StatusSummary};
+
+use super::metrics::{Endpoint, Metrics, Outcome};
+use crate::policy::Policy;
+use crate::policy::review::{self, Decision, Verdict};
+
+/// Receives each verdict after its answer is built (events, rejection conditions). It must not
+/// block: implementations hand the verdict to a bounded queue.
+pub trait VerdictSink: Send + Sync + 'static {
+    fn record(&self, endpoint: Endpoint, verdict: &Verdict);
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub policy: Arc<ArcSwap<Policy>>,
+    pub metrics: Metrics,
+    pub sink: Option<Arc<dyn VerdictSink>>,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .with_state(state)
+}
+
+async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    admit(&state, Endpoint::Mutate, &headers, body).await
+}
+
+async fn validate(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    admit(&state, Endpoint::Validate, &headers, body).await
+}
+
+fn plain(code: StatusCode, message: String) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message + "\n",
+    )
+        .into_response()
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
+    let too_large = || {
+        plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // Refuse before reading a byte when the client says how much it will send.
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(plain(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
+/// Parses an AdmissionReview; the error is the message for a 400.
+pub fn parse_review(bytes: &[u8]) -> Result<AdmissionRequest<DynamicObject>, String> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(bytes)
+        .map_err(|e| format!("the body is not a readable AdmissionReview: {e}"))?;
+    if review.types.api_version != "admission.k8s.io/v1" || review.types.kind != "AdmissionReview" {
+        return Err(format!(
+            "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got apiVersion {:?} and kind {:?}",
+            review.types.api_version, review.types.kind
+        ));
+    }
+    let request: AdmissionRequest<DynamicObject> = review
+        .try_into()
+        .map_err(|_| "the AdmissionReview has no request".to_string())?;
+    if request.uid.is_empty() {
+        return Err("the AdmissionReview request has no uid".into());
+    }
+    Ok(request)
+}
+
+/// Turns a verdict into the response the API server reads.
+pub fn respond(request: &AdmissionRequest<DynamicObject>, verdict: &Verdict) -> AdmissionResponse {
+    let mut response = AdmissionResponse::from(request);
+    match &verdict.decision {
+        Decision::Allow => {}
+        Decision::Patch(patch) => match response.clone().with_patch(patch.clone()) {
+            Ok(patched) => response = patched,
+            Err(e) => {
+                response = response.deny(format!("internal error serialising the patch: {e}"));
+                response.result.code = 500;
+            }
+        },
+        Decision::Deny(denial) => {
+            response = response.deny(&denial.message);
+            response.result.code = denial.reason.code();
+            response.result.reason = match denial.reason.code() {
+                403 => "Forbidden".into(),
+                _ => "BadRequest".into(),
+            };
+            response.result.status = Some(StatusSummary::Failure);
+        }
+    }
+    if !verdict.warnings.is_empty() {
+        response.warnings = Some(verdict.warnings.clone());
+    }
+    response
+}
+
+async fn admit(state: &AppState, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Response {
+    let bytes = match read_body(headers, body, state.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(response) => {
+            state.metrics.request(endpoint, Outcome::Invalid);
+            return response;
+        }
+    };
+    let _timer = state.metrics.timer(endpoint);
+    let request = match parse_review(&bytes) {
+        Ok(request) => request,
+        Err(message) => {
+            state.metrics.request(endpoint, Outcome::Invalid);
+            tracing::warn!(endpoint = endpoint.as_str(), %message, "unreadable admission review");
+            return plain(StatusCode::BAD_REQUEST, message);
+        }
+    };
+    let policy = state.policy.load();
+    let verdict = match endpoint {
+        Endpoint::Mutate => review::mutate(&policy, &request, Timestamp::now()),
+        Endpoint::Validate => review::validate(&policy, &request),
+    };
+    let body = match serde_json::to_vec(&respond(&request, &verdict).into_review()) {
+        Ok(body) => body,
+        Err(e) => {
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot serialise the AdmissionReview: {e}"),
+            );
+        }
+    };
+    state.metrics.verdict(endpoint, &verdict);
+    log_verdict(endpoint, &request, &verdict);
+    if let Some(sink) = &state.sink
+        && !verdict.ignored
+    {
+        sink.record(endpoint, &verdict);
+    }
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn log_verdict(endpoint: Endpoint, request: &AdmissionRequest<DynamicObject>, verdict: &Verdict) {
+    let s = &verdict.subject;
+    match &verdict.decision {
+        Decision::Deny(d) => tracing::info!(
+            endpoint = endpoint.as_str(),
+            uid = %request.uid,
+            namespace = s.namespace.as_deref().unwrap_or(""),
+            name = %s.name,
+            user = %s.user,
+            reason = d.reason.as_str(),
+            dry_run = verdict.dry_run,
+            message = %d.message,
+            "denied"
+        ),
+        _ if !verdict.corrections.is_empty() => tracing::info!(
+            endpoint = endpoint.as_str(),
+            uid = %request.uid,
+            namespace = s.namespace.as_deref().unwrap_or(""),
+            name = %s.name,
+            user = %s.user,
+            corrections = ?verdict.corrections,
+            "status corrected"
+        ),
+        _ => tracing::debug!(
+            endpoint = endpoint.as_str(),
+            uid = %request.uid,
+            ignored = verdict.ignored,
+            "allowed"
+        ),
+    }
+}

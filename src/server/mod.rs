@@ -1,0 +1,248 @@
+//! The HTTPS shell: rustls with certificate reload, the admission router, probes and metrics on
+//! a separate plain port, graceful shutdown.
+
+pub mod admission;
+pub mod metrics;
+pub mod probes;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::policy::Policy;
+pub use admission::VerdictSink;
+use metrics::Metrics;
+use tls::{CertSource, CertStore, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// How to serve; tests build it directly.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub probe_listen: SocketAddr,
+    pub cert: CertSource,
+    pub client_ca: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    /// A client must send its request headers (and finish the TLS handshake) within this.
+    pub header_read_timeout: Duration,
+    /// In-flight requests get this long to finish after shutdown starts.
+    pub shutdown_grace: Duration,
+    pub cert_reload_interval: Duration,
+}
+
+impl ServeOptions {
+    pub fn new(listen: SocketAddr, probe_listen: SocketAddr, cert: CertSource) -> Self {
+        Self {
+            listen,
+            probe_listen,
+            cert,
+            client_ca: None,
+            max_body_bytes: 6 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(25),
+            cert_reload_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A started server: its bound addresses and the handle to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub probe_addr: SocketAddr,
+    pub ready: Arc<AtomicBool>,
+    pub certs: Arc<CertStore>,
+    pub metrics: Metrics,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (bounded by the grace period) and waits.
+    pub async fn shutdown(self) {
+        self.ready.store(false, Ordering::Release);
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Binds both listeners and starts serving.
+pub async fn start(
+    options: ServeOptions,
+    policy: Arc<ArcSwap<Policy>>,
+    metrics: Metrics,
+    sink: Option<Arc<dyn VerdictSink>>,
+) -> Result<Running, ServerError> {
+    let certs = CertStore::new(options.cert.clone(), metrics.clone())?;
+    let tls = tls::server_config(Arc::clone(&certs), options.client_ca.as_deref())?;
+    certs.spawn_reloader(options.cert_reload_interval);
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })
+    };
+    let listener = bind(options.listen).await?;
+    let probe_listener = bind(options.probe_listen).await?;
+    let addr = local(&listener, options.listen);
+    let probe_addr = local(&probe_listener, options.probe_listen);
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop, stop_rx) = watch::channel(false);
+    let app = admission::router(admission::AppState {
+        policy,
+        metrics: metrics.clone(),
+        sink,
+        max_body_bytes: options.max_body_bytes,
+    });
+    let probes = probes::router(Arc::clone(&ready), metrics.clone());
+    let mut probe_stop = stop_rx.clone();
+    let probe_task = tokio::spawn(async move {
+        let serve = axum::serve(probe_listener, probes).with_graceful_shutdown(async move {
+            let _ = probe_stop.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "probe server failed");
+        }
+    });
+    let tls_task = tokio::spawn(serve_tls(
+        listener,
+        TlsAcceptor::from(tls),
+        app,
+        options.clone(),
+        stop_rx,
+    ));
+    ready.store(true, Ordering::Release);
+    tracing::info!(%addr, %probe_addr, "serving admission reviews");
+    Ok(Running {
+        addr,
+        probe_addr,
+        ready,
+        certs,
+        metrics,
+        stop,
+        tasks: vec![tls_task, probe_task],
+    })
+}
+
+fn local(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(fallback)
+}
+
+async fn serve_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Router,
+    options: ServeOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let conn = connection(
+                        tcp,
+                        acceptor.clone(),
+                        app.clone(),
+                        options.header_read_timeout,
+                        graceful.watcher(),
+                    );
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(options.shutdown_grace) => {
+            tracing::warn!(grace = ?options.shutdown_grace, "grace period over; closing remaining connections");
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Go's net/http answers plain HTTP on a TLS port the same way: say so, then close.
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// A TLS handshake record starts with 0x16; an ASCII letter is an HTTP method.
+async fn is_plain_http(tcp: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(tcp.peek(&mut first).await, Ok(1) if first[0].is_ascii_uppercase())
+}
+
+async fn connection(
+    tcp: TcpStream,
+    acceptor: TlsAcceptor,
+    app: Router,
+    header_timeout: Duration,
+    watcher: Watcher,
+) -> Result<(), BoxError> {
+    let handshake = async {
+        if is_plain_http(&tcp).await {
+            let mut tcp = tcp;
+            let _ = tcp.write_all(PLAIN_HTTP_ANSWER).await;
+            let _ = tcp.shutdown().await;
+            return Ok(None);
+        }
+        acceptor.accept(tcp).await.map(Some)
+    };
+    // The handshake shares the header deadline, so a client that trickles bytes is cut off.
+    let tls = match tokio::time::timeout(header_timeout, handshake).await {
+        Err(_) => return Err("TLS handshake timed out".into()),
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(Some(tls))) => tls,
+        Ok(Ok(None)) => return Ok(()),
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)));
+    let service = TowerToHyperService::new(app);
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    watcher.watch(conn.into_owned()).await
+}

@@ -521,14 +521,20 @@ mod tests {
     fn unknown_writer_is_named() {
         let err = Config::from_yaml("fields:\n  phase: [robot]\n").expect_err("fail");
         let text = err.to_string();
-        assert!(text.contains("fields.phase") && text.contains("robot"), "{text}");
+        assert!(
+            text.contains("fields.phase") && text.contains("robot"),
+            "{text}"
+        );
     }
 
     #[test]
     fn terminal_with_way_out_is_rejected() {
         let err = Config::from_yaml("phase:\n  transitions:\n    Completed: [Running]\n")
             .expect_err("fail");
-        assert!(err.to_string().contains("phase.transitions.Completed"), "{err}");
+        assert!(
+            err.to_string().contains("phase.transitions.Completed"),
+            "{err}"
+        );
     }
 
     #[test]

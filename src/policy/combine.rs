@@ -154,10 +154,9 @@ impl Ctx<'_> {
                 Some(t) => self.out.warnings.push(format!(
                     "status.{field} lists type {t} more than once; the first entry was used"
                 )),
-                None => self
-                    .out
-                    .warnings
-                    .push(format!("status.{field} has an entry without a type; it was ignored")),
+                None => self.out.warnings.push(format!(
+                    "status.{field} has an entry without a type; it was ignored"
+                )),
             }
         }
         let find = |t: &str| sent_by_type.iter().find(|(s, _)| *s == t).map(|(_, c)| *c);
@@ -215,9 +214,10 @@ impl Ctx<'_> {
             }
         }
         let bc = &cfg.block_clearance;
-        let (Some(Value::Object(old_bc)), Some(Value::Object(new_bc))) =
-            (old_status.get(&bc.field), self.out.status.get_mut(&bc.field))
-        else {
+        let (Some(Value::Object(old_bc)), Some(Value::Object(new_bc))) = (
+            old_status.get(&bc.field),
+            self.out.status.get_mut(&bc.field),
+        ) else {
             return;
         };
         let mut kept = Vec::new();
@@ -324,7 +324,9 @@ impl Ctx<'_> {
             let path = format!("{}.{}", bc.field, bc.cleared_by);
             self.correct(
                 path.clone(),
-                format!("status.{path} is set from the requesting user; the value sent was replaced"),
+                format!(
+                    "status.{path} is set from the requesting user; the value sent was replaced"
+                ),
             );
         }
     }
@@ -345,7 +347,9 @@ pub fn clearance_denial(
         ));
     }
     let reason = new_bc.get(&bc.reason).and_then(Value::as_str).unwrap_or("");
-    let old_reason = old_bc.and_then(|o| o.get(&bc.reason)).and_then(Value::as_str);
+    let old_reason = old_bc
+        .and_then(|o| o.get(&bc.reason))
+        .and_then(Value::as_str);
     let words = reason.split_whitespace().count();
     (old_reason != Some(reason) && words < bc.min_reason_words).then(|| {
         format!(

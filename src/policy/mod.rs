@@ -91,7 +91,9 @@ impl Policy {
     /// Equivalent may send another version of the same resource).
     pub fn guards(&self, group: &str, resource: &str, subresource: Option<&str>) -> bool {
         let matches = |r: &GuardedResource| {
-            r.group == group && r.resource == resource && subresource == Some(r.subresource.as_str())
+            r.group == group
+                && r.resource == resource
+                && subresource == Some(r.subresource.as_str())
         };
         matches(&self.config.resource) || self.config.extra_resources.iter().any(matches)
     }

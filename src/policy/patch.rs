@@ -71,7 +71,10 @@ mod tests {
     #[test]
     fn absent_status_is_added_whole() {
         let object = json!({"spec": {}});
-        assert_eq!(applied(&object, &json!({"phase": "Running"}))["status"]["phase"], "Running");
+        assert_eq!(
+            applied(&object, &json!({"phase": "Running"}))["status"]["phase"],
+            "Running"
+        );
         assert!(status_patch(&object, &Map::new()).0.is_empty());
     }
 
@@ -89,7 +92,11 @@ mod tests {
         assert_eq!(doc["status"]["a/b~c"], 1);
         let patch = status_patch(&object, doc["status"].as_object().expect("object"));
         assert!(patch.0.is_empty());
-        let text = serde_json::to_string(&status_patch(&object, &json!({"a/b~c": 1}).as_object().expect("o").clone())).expect("json");
+        let text = serde_json::to_string(&status_patch(
+            &object,
+            &json!({"a/b~c": 1}).as_object().expect("o").clone(),
+        ))
+        .expect("json");
         assert!(text.contains("/status/a~1b~0c"), "{text}");
     }
 }

@@ -118,8 +118,14 @@ mod tests {
 
     #[test]
     fn format_is_metav1_time() {
-        assert_eq!(format(ts("2026-01-01T10:00:00.987Z")), "2026-01-01T10:00:00Z");
-        assert_eq!(format(ts("2026-01-01T12:00:00+02:00")), "2026-01-01T10:00:00Z");
+        assert_eq!(
+            format(ts("2026-01-01T10:00:00.987Z")),
+            "2026-01-01T10:00:00Z"
+        );
+        assert_eq!(
+            format(ts("2026-01-01T12:00:00+02:00")),
+            "2026-01-01T10:00:00Z"
+        );
         assert!(parse("yesterday").is_none());
     }
 }

@@ -128,7 +128,8 @@ impl WriterTable {
             .iter()
             .enumerate()
             .filter(|(_, w)| {
-                w.users.iter().any(|p| p.matches(user)) || w.groups.iter().any(|g| groups.contains(g))
+                w.users.iter().any(|p| p.matches(user))
+                    || w.groups.iter().any(|g| groups.contains(g))
             })
             .fold(Writers::NONE, |acc, (i, _)| acc.with(i));
         if !explicit.is_empty() || user.is_empty() || user == ANONYMOUS {
@@ -211,6 +212,9 @@ mod tests {
             .groups
             .push("executors".into());
         let t = WriterTable::new(config.writers.iter());
-        assert_eq!(t.names(t.identify("bob", &["executors".into()])), "executor");
+        assert_eq!(
+            t.names(t.identify("bob", &["executors".into()])),
+            "executor"
+        );
     }
 }

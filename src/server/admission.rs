@@ -13,10 +13,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use base64::Engine as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use jiff::Timestamp;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
-use kube::core::{DynamicObject, response::StatusSummary};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use serde::Serialize;
 
 use super::metrics::{Endpoint, Metrics, Outcome};
 use crate::policy::Policy;
@@ -104,32 +106,87 @@ pub fn parse_review(bytes: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Str
     Ok(request)
 }
 
+/// The AdmissionReview we answer. kube-core's `AdmissionResponse` serialises the patch as an
+/// array of numbers; the API server's Go type is `[]byte`, whose documented JSON form is base64,
+/// which is also a third of the size, so the answer is written with this struct instead.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewOut<'a> {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub response: ResponseOut<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseOut<'a> {
+    pub uid: &'a str,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub warnings: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusOut {
+    pub status: &'static str,
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// Turns a verdict into the response the API server reads.
-pub fn respond(request: &AdmissionRequest<DynamicObject>, verdict: &Verdict) -> AdmissionResponse {
-    let mut response = AdmissionResponse::from(request);
+pub fn respond<'a>(uid: &'a str, verdict: &'a Verdict) -> ReviewOut<'a> {
+    let mut response = ResponseOut {
+        uid,
+        allowed: true,
+        status: None,
+        patch: None,
+        patch_type: None,
+        warnings: &verdict.warnings,
+    };
     match &verdict.decision {
         Decision::Allow => {}
-        Decision::Patch(patch) => match response.clone().with_patch(patch.clone()) {
-            Ok(patched) => response = patched,
+        Decision::Patch(patch) => match serde_json::to_vec(patch) {
+            Ok(bytes) => {
+                response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+                response.patch_type = Some("JSONPatch");
+            }
             Err(e) => {
-                response = response.deny(format!("internal error serialising the patch: {e}"));
-                response.result.code = 500;
+                response.allowed = false;
+                response.status = Some(StatusOut {
+                    status: "Failure",
+                    code: 500,
+                    reason: "InternalError",
+                    message: format!("internal error serialising the patch: {e}"),
+                });
             }
         },
         Decision::Deny(denial) => {
-            response = response.deny(&denial.message);
-            response.result.code = denial.reason.code();
-            response.result.reason = match denial.reason.code() {
-                403 => "Forbidden".into(),
-                _ => "BadRequest".into(),
-            };
-            response.result.status = Some(StatusSummary::Failure);
+            let code = denial.reason.code();
+            response.allowed = false;
+            response.status = Some(StatusOut {
+                status: "Failure",
+                code,
+                reason: if code == 403 {
+                    "Forbidden"
+                } else {
+                    "BadRequest"
+                },
+                message: denial.message.clone(),
+            });
         }
     }
-    if !verdict.warnings.is_empty() {
-        response.warnings = Some(verdict.warnings.clone());
+    ReviewOut {
+        api_version: "admission.k8s.io/v1",
+        kind: "AdmissionReview",
+        response,
     }
-    response
 }
 
 async fn admit(state: &AppState, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Response {
@@ -154,7 +211,7 @@ async fn admit(state: &AppState, endpoint: Endpoint, headers: &HeaderMap, body: 
         Endpoint::Mutate => review::mutate(&policy, &request, Timestamp::now()),
         Endpoint::Validate => review::validate(&policy, &request),
     };
-    let body = match serde_json::to_vec(&respond(&request, &verdict).into_review()) {
+    let body = match serde_json::to_vec(&respond(&request.uid, &verdict)) {
         Ok(body) => body,
         Err(e) => {
             return plain(

@@ -205,12 +205,19 @@ impl Ctx<'_> {
             let Some(first) = present(old_status.get(field)) else {
                 continue;
             };
-            if present(self.out.status.get(field)) != Some(first) {
-                self.out.status.insert(field.clone(), first.clone());
-                self.correct(
-                    field.clone(),
-                    format!("status.{field} is write-once; its first value was kept"),
-                );
+            match present(self.out.status.get(field)) {
+                Some(sent) if sent == first => {}
+                // Left out (a status rebuilt from scratch): put back without a fuss.
+                None => {
+                    self.out.status.insert(field.clone(), first.clone());
+                }
+                Some(_) => {
+                    self.out.status.insert(field.clone(), first.clone());
+                    self.correct(
+                        field.clone(),
+                        format!("status.{field} is write-once; its first value was kept"),
+                    );
+                }
             }
         }
         let bc = &cfg.block_clearance;

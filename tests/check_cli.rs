@@ -1,0 +1,125 @@
+//! `wfe-admission check`, run as a person would: the built binary on YAML files.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn check(old: &str, new: &str, extra: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+        .args(["check", "--old"])
+        .arg(format!("tests/data/check/{old}"))
+        .arg("--new")
+        .arg(format!("tests/data/check/{new}"))
+        .args(["--now", "2026-11-27T10:03:30Z"])
+        .args(extra)
+        .output()
+        .expect("run wfe-admission");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().expect("exit code"),
+        json,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn completion_is_allowed_with_derived_fields_and_merged_conditions() {
+    let (code, out, _) = check("running.yaml", "completed.yaml", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["allowed"], true);
+    assert_eq!(out["message"], Value::Null);
+    let status = &out["status"];
+    assert_eq!(status["phase"], "Completed");
+    assert_eq!(status["startTime"], "2026-11-27T10:00:00Z");
+    assert_eq!(status["completionTime"], "2026-11-27T10:03:30Z");
+    assert_eq!(status["duration"], "3m30s");
+    let types: Vec<&str> = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .filter_map(|c| c["type"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["ExecutionCreated", "ExecutionRunning", "ExecutionComplete"]
+    );
+    assert!(out["patch"].as_array().is_some_and(|p| !p.is_empty()));
+    // The patch really turns NEW into the printed status.
+    let new: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string("tests/data/check/completed.yaml").expect("read"),
+    )
+    .expect("yaml");
+    let mut patched = new.clone();
+    let patch: json_patch::Patch = serde_json::from_value(out["patch"].clone()).expect("patch");
+    json_patch::patch(&mut patched, &patch).expect("applies");
+    assert_eq!(&patched["status"], status);
+}
+
+#[test]
+fn a_terminal_phase_cannot_be_left() {
+    let (code, out, _) = check("stored-completed.yaml", "rerun.yaml", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["allowed"], false);
+    let message = out["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("WorkflowExecution production/restart-web: illegal phase transition Completed → Running by system:serviceaccount:kubernaut-system:workflowexecution-controller"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_operator_cannot_move_the_phase() {
+    let (code, out, _) = check(
+        "running.yaml",
+        "completed.yaml",
+        &["--user", "alice@example.com", "--group", "sre"],
+    );
+    assert_eq!(code, 1, "{out}");
+    let message = out["message"].as_str().expect("message");
+    assert!(
+        message.contains("alice@example.com (operator)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("only controller may change the phase"),
+        "{message}"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_the_reason_on_stderr() {
+    for (old, new, expected) in [
+        ("broken.yaml", "completed.yaml", "not valid YAML"),
+        (
+            "missing.yaml",
+            "completed.yaml",
+            "cannot read tests/data/check/missing.yaml",
+        ),
+        ("running.yaml", "configmap.yaml", "same apiVersion and kind"),
+        (
+            "configmap.yaml",
+            "configmap.yaml",
+            "the policy guards group",
+        ),
+    ] {
+        let (code, out, stderr) = check(old, new, &[]);
+        assert_eq!(code, 2, "{old} {new}: {out}");
+        assert_eq!(out, Value::Null, "nothing on stdout");
+        assert!(stderr.contains(expected), "{old} {new}: {stderr}");
+    }
+}
+
+#[test]
+fn a_bad_config_file_names_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, "blockClearance:\n  minReasonWords: lots\n").expect("write");
+    let (code, _, stderr) = check(
+        "running.yaml",
+        "completed.yaml",
+        &["--config", path.to_str().expect("utf-8")],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("blockClearance.minReasonWords"), "{stderr}");
+}

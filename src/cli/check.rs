@@ -1,7 +1,7 @@
 //! `wfe-admission check`: the verdict for an UPDATE of the status from OLD to NEW, exactly as the
 //! two webhooks would give it (mutating pass, then validating pass on the mutated object).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use jiff::Timestamp;
@@ -48,7 +48,7 @@ pub struct Outcome {
     pub status: Value,
 }
 
-fn read_object(path: &PathBuf) -> Result<Value, String> {
+fn read_object(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let value: Value = serde_saphyr::from_str(&text)
@@ -59,7 +59,7 @@ fn read_object(path: &PathBuf) -> Result<Value, String> {
     Ok(value)
 }
 
-fn dynamic(value: Value, path: &PathBuf) -> Result<DynamicObject, String> {
+fn dynamic(value: Value, path: &Path) -> Result<DynamicObject, String> {
     serde_json::from_value(value)
         .map_err(|e| format!("{} is not a Kubernetes object: {e}", path.display()))
 }

@@ -131,7 +131,7 @@ fn status_of(object: &Value) -> Result<Option<&Status>, ()> {
 fn read<'r>(
     policy: &Policy,
     req: &'r AdmissionRequest<DynamicObject>,
-) -> Result<Input<'r>, Verdict> {
+) -> Result<Input<'r>, Box<Verdict>> {
     let dry_run = req.dry_run;
     if req.operation != Operation::Update
         || !policy.guards(
@@ -140,7 +140,7 @@ fn read<'r>(
             req.sub_resource.as_deref(),
         )
     {
-        return Err(Verdict::ignored(dry_run));
+        return Err(Box::new(Verdict::ignored(dry_run)));
     }
     let user = req.user_info.username.as_deref().unwrap_or("");
     let groups: &[String] = req.user_info.groups.as_deref().unwrap_or(&[]);
@@ -175,21 +175,21 @@ fn read<'r>(
             subject_line(&subject)
         );
         subject.name = object_name(req.old_object.as_ref());
-        return Err(Verdict::deny(
+        return Err(Box::new(Verdict::deny(
             DenyReason::MissingObject,
             message,
             subject,
             dry_run,
-        ));
+        )));
     };
     let Ok(new) = status_of(&object.data) else {
         let message = format!("{}: status must be an object", subject_line(&subject));
-        return Err(Verdict::deny(
+        return Err(Box::new(Verdict::deny(
             DenyReason::InvalidStatus,
             message,
             subject,
             dry_run,
-        ));
+        )));
     };
     // A stored status that is not an object cannot be merged with; treat it as empty.
     let old = status_of(&old_object.data).ok().flatten();
@@ -223,7 +223,7 @@ fn writer_line(s: &Subject) -> String {
 pub fn mutate(policy: &Policy, req: &AdmissionRequest<DynamicObject>, now: Timestamp) -> Verdict {
     let input = match read(policy, req) {
         Ok(input) => input,
-        Err(verdict) => return verdict,
+        Err(verdict) => return *verdict,
     };
     let combined = combine(policy, input.old, input.new, input.writer, now);
     if let Some(message) = combined.denial {
@@ -263,7 +263,7 @@ pub fn validate(policy: &Policy, req: &AdmissionRequest<DynamicObject>) -> Verdi
         ..
     } = match read(policy, req) {
         Ok(input) => input,
-        Err(verdict) => return verdict,
+        Err(verdict) => return *verdict,
     };
     let phases = &policy.phases;
     let from = phases.current(PhaseValue::read(old, &phases.field));

@@ -33,6 +33,11 @@ pub struct Config {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GuardedResource {
     pub group: String,
+    /// Version the webhook's own writes use (requests of any version are guarded).
+    #[serde(default = "default_version")]
+    pub version: String,
+    #[serde(default = "default_kind")]
+    pub kind: String,
     pub resource: String,
     #[serde(default = "default_subresource")]
     pub subresource: String,
@@ -40,6 +45,14 @@ pub struct GuardedResource {
 
 fn default_subresource() -> String {
     "status".into()
+}
+
+fn default_version() -> String {
+    "v1alpha1".into()
+}
+
+fn default_kind() -> String {
+    "WorkflowExecution".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +145,8 @@ impl Default for GuardedResource {
     fn default() -> Self {
         Self {
             group: "kubernaut.ai".into(),
+            version: default_version(),
+            kind: default_kind(),
             resource: "workflowexecutions".into(),
             subresource: default_subresource(),
         }

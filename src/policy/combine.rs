@@ -60,6 +60,7 @@ pub fn combine(
             denial: None,
         },
     };
+    ctx.unattributable_clearance(new);
     ctx.ownership();
     ctx.conditions(now);
     ctx.write_once();
@@ -81,6 +82,22 @@ impl Ctx<'_> {
             shown_user(self.writer.user)
         );
         self.correct(path, warning);
+    }
+
+    /// Rule 5, checked on what was sent: a clearance that nobody can be credited with is refused
+    /// outright rather than quietly reverted by rule 1.
+    fn unattributable_clearance(&mut self, sent: Option<&Status>) {
+        let bc = &self.policy.config.block_clearance;
+        let sent_bc = sent.and_then(|s| present(s.get(&bc.field)));
+        if self.writer.user.is_empty()
+            && sent_bc.is_some()
+            && sent_bc != present(self.old.get(&bc.field))
+        {
+            self.out.denial = Some(format!(
+                "status.{} can only be set by an authenticated user; the request has no user name",
+                bc.field
+            ));
+        }
     }
 
     /// Rule 1: non-owners cannot drop or change a field.
@@ -247,52 +264,9 @@ impl Ctx<'_> {
 
     /// Rule 4: times stamped on entering a phase, duration and the failure-reason mirror.
     fn derived(&mut self, now: Timestamp) {
-        let policy = self.policy;
-        let phases = &policy.phases;
-        let d = &policy.config.derived;
+        let phases = &self.policy.phases;
         let from = phases.current(PhaseValue::read(Some(self.old), &phases.field));
-        let to = match PhaseValue::read(Some(&self.out.status), &phases.field) {
-            PhaseValue::Text(t) => phases.current(PhaseValue::Text(t)),
-            _ => from,
-        }
-        .to_string();
-        let stamp = time::format(now);
-        if to != from {
-            if to == phases.running && present(self.out.status.get(&d.start_time)).is_none() {
-                self.out
-                    .status
-                    .insert(d.start_time.clone(), Value::String(stamp.clone()));
-            }
-            if phases.is_terminal(&to) && present(self.out.status.get(&d.completion_time)).is_none()
-            {
-                self.out
-                    .status
-                    .insert(d.completion_time.clone(), Value::String(stamp));
-            }
-        }
-        let time_of = |f: &str| {
-            self.out
-                .status
-                .get(f)
-                .and_then(Value::as_str)
-                .and_then(time::parse)
-        };
-        if let (Some(start), Some(end)) = (time_of(&d.start_time), time_of(&d.completion_time)) {
-            let duration = Value::String(time::go_duration(start, end));
-            if self.out.status.get(&d.duration) != Some(&duration) {
-                self.out.status.insert(d.duration.clone(), duration);
-            }
-        }
-        let reason = self
-            .out
-            .status
-            .get(&d.failure_details)
-            .and_then(|fd| fd.get(&d.failure_details_reason))
-            .filter(|r| r.is_string())
-            .cloned();
-        if let Some(reason) = reason {
-            self.out.status.insert(d.failure_reason.clone(), reason);
-        }
+        derive(self.policy, Some(from), &mut self.out.status, now);
     }
 
     /// Rule 5: a new clearance is attributed to the requesting user, now; its reason must say
@@ -305,17 +279,26 @@ impl Ctx<'_> {
         let Some(Value::Object(new_bc)) = self.out.status.get_mut(&bc.field) else {
             return;
         };
+        if old_bc == Some(&*new_bc) {
+            // Carried over or restored: nothing new to judge or attribute.
+            return;
+        }
         if let Some(denial) = clearance_denial(bc, old_bc, new_bc, user) {
             self.out.denial = Some(denial);
             return;
         }
-        if old_bc.is_some() {
-            return;
+        // Rule 3 kept an attribution already stored; what is missing (a new clearance, or a
+        // stored one written without attribution) is taken from this request.
+        let stored = |attr: &str| old_bc.and_then(|o| present(o.get(attr))).is_some();
+        let mut forged = false;
+        if !stored(&bc.cleared_by) {
+            let sent_by = new_bc.get(&bc.cleared_by).and_then(Value::as_str);
+            forged = sent_by.is_some_and(|s| !s.is_empty() && s != user);
+            new_bc.insert(bc.cleared_by.clone(), Value::String(user.to_string()));
         }
-        let sent_by = new_bc.get(&bc.cleared_by).and_then(Value::as_str);
-        let forged = sent_by.is_some_and(|s| !s.is_empty() && s != user);
-        let recent = sent_by == Some(user)
-            && new_bc
+        if !stored(&bc.cleared_at) {
+            // Kept only when it is this pass's own stamp seen again on reinvocation.
+            let recent = new_bc
                 .get(&bc.cleared_at)
                 .and_then(Value::as_str)
                 .and_then(time::parse)
@@ -323,9 +306,9 @@ impl Ctx<'_> {
                     let age = now.as_second() - t.as_second();
                     (0..=REINVOCATION_WINDOW_SECONDS).contains(&age)
                 });
-        new_bc.insert(bc.cleared_by.clone(), Value::String(user.to_string()));
-        if !recent {
-            new_bc.insert(bc.cleared_at.clone(), Value::String(time::format(now)));
+            if !recent {
+                new_bc.insert(bc.cleared_at.clone(), Value::String(time::format(now)));
+            }
         }
         if forged {
             let path = format!("{}.{}", bc.field, bc.cleared_by);
@@ -339,15 +322,19 @@ impl Ctx<'_> {
     }
 }
 
-/// Why a clearance (new, or with a changed reason) must be refused, if it must: it needs an
-/// authenticated user and a reason of at least the configured number of words.
+/// Why a new or changed clearance must be refused, if it must: one whose attribution is taken
+/// from this request needs an authenticated user, and a new or changed reason needs at least the
+/// configured number of words.
 pub fn clearance_denial(
     bc: &BlockClearanceConfig,
     old_bc: Option<&Status>,
     new_bc: &Status,
     user: &str,
 ) -> Option<String> {
-    if old_bc.is_none() && user.is_empty() {
+    let attributed = old_bc
+        .and_then(|o| present(o.get(&bc.cleared_by)))
+        .is_some();
+    if !attributed && user.is_empty() {
         return Some(format!(
             "status.{} can only be set by an authenticated user; the request has no user name",
             bc.field
@@ -366,24 +353,71 @@ pub fn clearance_denial(
     })
 }
 
+/// Rule 4 on one status. With `from`, times are stamped on entering a phase; without it (the
+/// `repair` command) they are stamped whenever the current phase lacks them.
+pub fn derive(policy: &Policy, from: Option<&str>, status: &mut Status, now: Timestamp) {
+    let phases = &policy.phases;
+    let d = &policy.config.derived;
+    let current = phases.current(PhaseValue::read(Some(status), &phases.field));
+    let to = match PhaseValue::read(Some(status), &phases.field) {
+        PhaseValue::Text(_) => current,
+        _ => from.unwrap_or(current),
+    }
+    .to_string();
+    let stamp = time::format(now);
+    if from != Some(to.as_str()) {
+        if to == phases.running && present(status.get(&d.start_time)).is_none() {
+            status.insert(d.start_time.clone(), Value::String(stamp.clone()));
+        }
+        if phases.is_terminal(&to) && present(status.get(&d.completion_time)).is_none() {
+            status.insert(d.completion_time.clone(), Value::String(stamp));
+        }
+    }
+    let time_of = |f: &str| status.get(f).and_then(Value::as_str).and_then(time::parse);
+    if let (Some(start), Some(end)) = (time_of(&d.start_time), time_of(&d.completion_time)) {
+        let duration = Value::String(time::go_duration(start, end));
+        if status.get(&d.duration) != Some(&duration) {
+            status.insert(d.duration.clone(), duration);
+        }
+    }
+    let reason = status
+        .get(&d.failure_details)
+        .and_then(|fd| fd.get(&d.failure_details_reason))
+        .filter(|r| r.is_string())
+        .cloned();
+    if let Some(reason) = reason {
+        status.insert(d.failure_reason.clone(), reason);
+    }
+}
+
+/// What `repair` would change in a stored status: missing times for its phase, a stale
+/// duration, a missing failure-reason mirror. `None` when it is consistent.
+pub fn repaired(policy: &Policy, status: &Status, now: Timestamp) -> Option<Status> {
+    let mut fixed = status.clone();
+    derive(policy, None, &mut fixed, now);
+    (fixed != *status).then_some(fixed)
+}
+
 fn condition_type(c: &Value) -> Option<&str> {
     c.get("type").and_then(Value::as_str)
 }
 
 /// The writer's version of a condition; `lastTransitionTime` only moves when `status` does.
+/// Only a transition (a new type or a changed `status`) is stamped with `now`: an unchanged
+/// condition stored without a time is left as the writer sent it, the same as when the writer
+/// leaves it out, so that a second pass yields the same result.
 fn update_condition(old: Option<&Value>, new: &Value, now: Timestamp) -> Value {
     let mut c = new.clone();
     let Some(obj) = c.as_object_mut() else {
         return c;
     };
-    let old_ltt = old
-        .filter(|o| o.get("status") == new.get("status"))
-        .and_then(|o| present(o.get("lastTransitionTime")));
+    let unchanged = old.filter(|o| o.get("status") == new.get("status"));
+    let old_ltt = unchanged.and_then(|o| present(o.get("lastTransitionTime")));
     match old_ltt {
         Some(ltt) => {
             obj.insert("lastTransitionTime".into(), ltt.clone());
         }
-        None if present(obj.get("lastTransitionTime")).is_none() => {
+        None if unchanged.is_none() && present(obj.get("lastTransitionTime")).is_none() => {
             obj.insert(
                 "lastTransitionTime".into(),
                 Value::String(time::format(now)),

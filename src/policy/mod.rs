@@ -98,3 +98,6 @@ impl Policy {
         matches(&self.config.resource) || self.config.extra_resources.iter().any(matches)
     }
 }
+
+#[cfg(test)]
+mod tests;

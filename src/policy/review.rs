@@ -269,10 +269,14 @@ pub fn validate(policy: &Policy, req: &AdmissionRequest<DynamicObject>) -> Verdi
     let from = phases.current(PhaseValue::read(old, &phases.field));
     let Some(to) = phases.requested(from, PhaseValue::read(new, &phases.field)) else {
         let message = format!(
-            "{}: status.{} sent by {} must be a string, one of the phases",
+            "{}: status.{} sent by {} must be a string, one of {}; the stored phase is {from}{}",
             subject_line(&subject),
             phases.field,
-            writer_line(&subject)
+            writer_line(&subject),
+            policy.config.phase.values.join(", "),
+            legal_moves(policy, from)
+                .map(|m| format!(", {m}"))
+                .unwrap_or_default()
         );
         return Verdict::deny(DenyReason::UnknownPhase, message, subject, dry_run);
     };
@@ -294,12 +298,19 @@ pub fn validate(policy: &Policy, req: &AdmissionRequest<DynamicObject>) -> Verdi
                 TransitionError::UnknownPhase { .. } => DenyReason::UnknownPhase,
                 TransitionError::Illegal { .. } => DenyReason::IllegalPhaseTransition,
             };
+            // SPEC section 3: name the move and what would have been legal, also when the
+            // target is not a phase at all.
+            let (what, hint) = match (&err, legal_moves(policy, from)) {
+                (TransitionError::UnknownPhase { .. }, Some(moves)) => (
+                    format!("{} ({from} → {to})", err.what()),
+                    format!("{}; {moves}", err.hint()),
+                ),
+                _ => (err.what(), err.hint()),
+            };
             let message = format!(
-                "{}: {} by {}; {}",
+                "{}: {what} by {}; {hint}",
                 subject_line(&subject),
-                err.what(),
                 writer_line(&subject),
-                err.hint()
             );
             return Verdict::deny(reason, message, subject, dry_run);
         }
@@ -318,6 +329,20 @@ pub fn validate(policy: &Policy, req: &AdmissionRequest<DynamicObject>) -> Verdi
         );
     }
     Verdict::new(Decision::Allow, subject, dry_run)
+}
+
+/// What a stored phase may become (`None` for a stored value outside the enum, which may move to
+/// any phase), worded like the hint of an illegal move.
+fn legal_moves(policy: &Policy, from: &str) -> Option<String> {
+    let phases = &policy.phases;
+    phases.is_known(from).then(|| {
+        TransitionError::Illegal {
+            from: from.to_string(),
+            to: String::new(),
+            legal: phases.legal_targets(from).to_vec(),
+        }
+        .hint()
+    })
 }
 
 /// The clearance rules again, as a check: without the mutating webhook in front, a forged or
@@ -342,16 +367,12 @@ fn clearance_problem(
     if let Some(denial) = clearance_denial(bc, old_bc, new_bc, user) {
         return Some(denial);
     }
-    let expected = match old_bc {
-        Some(_) => attribution(old_bc, &bc.cleared_by),
-        None => Some(user),
-    };
-    (attribution(Some(new_bc), &bc.cleared_by) != expected).then(|| {
+    // A stored attribution stays; a missing one is this request's user.
+    let expected = attribution(old_bc, &bc.cleared_by).unwrap_or(user);
+    (attribution(Some(new_bc), &bc.cleared_by) != Some(expected)).then(|| {
         format!(
-            "status.{}.{} must name the user who cleared the block ({})",
-            bc.field,
-            bc.cleared_by,
-            expected.unwrap_or("<unset>")
+            "status.{}.{} must name the user who cleared the block ({expected})",
+            bc.field, bc.cleared_by,
         )
     })
 }

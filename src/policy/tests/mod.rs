@@ -1,0 +1,8 @@
+//! Independent tests of the policy against SPEC.md: the combine rules of section 4, the phase
+//! machine of section 3 through the review endpoints, AdmissionReview fixtures in the shape the
+//! API server sends, and property tests over generated statuses and writers.
+
+mod combine;
+mod props;
+mod review;
+mod support;

@@ -5,5 +5,7 @@
 pub mod certgen;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod policy;
 pub mod server;
+pub mod status;

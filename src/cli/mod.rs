@@ -1,7 +1,9 @@
-//! Subcommands: serve, check, certs.
+//! Subcommands: serve, check, certs, repair.
 
 pub mod certs;
 pub mod check;
+pub mod kube;
+pub mod repair;
 pub mod serve;
 
 use std::path::Path;
@@ -42,6 +44,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Write a CA and a serving certificate (ca.crt, ca.key, tls.crt, tls.key) into a folder.
     Certs(certs::CertsArgs),
+    /// Fix stored objects whose derived status fields are missing or stale (one write each).
+    Repair(repair::RepairArgs),
 }
 
 pub fn init_logging(format: LogFormat, filter: &str) {
@@ -77,5 +81,9 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Check(args) => check::run(args),
         Command::Certs(args) => certs::run(args),
+        Command::Repair(args) => {
+            init_logging(cli.log_format, &cli.log);
+            repair::run(args)
+        }
     }
 }

@@ -9,10 +9,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::certgen::{self, Validity};
+use crate::events::{self, EventOptions};
 use crate::policy::Policy;
 use crate::server::metrics::Metrics;
 use crate::server::tls::CertSource;
-use crate::server::{self, ServeOptions};
+use crate::server::{self, ServeOptions, VerdictSink};
+use crate::status::StatusManager;
 
 /// Parses `10s`, `500ms`, `2m`, `1h30m` (and ISO 8601 `PT10S`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -57,6 +59,15 @@ pub struct ServeArgs {
     /// Time in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "WFE_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Kubeconfig for recording Events (default: in-cluster credentials, $KUBECONFIG, ~/.kube/config).
+    #[arg(long, env = "WFE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Do not record Events (admission answers are the same either way).
+    #[arg(long, env = "WFE_NO_EVENTS")]
+    pub no_events: bool,
+    /// Events waiting to be recorded; when full, new ones are dropped and counted.
+    #[arg(long, env = "WFE_EVENT_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub event_queue_capacity: usize,
     /// Backup re-read interval for the certificate files (changes are also watched).
     #[arg(long, env = "WFE_CERT_RELOAD_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub cert_reload_interval: Duration,
@@ -139,14 +150,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let policy = Policy::new(config).map_err(|e| e.to_string())?;
     let options = options(&args)?;
     let metrics = Metrics::new();
-    let running = server::start(
-        options,
-        Arc::new(ArcSwap::from_pointee(policy)),
-        metrics,
-        None,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let policy = Arc::new(ArcSwap::from_pointee(policy));
+    let sink = event_sink(&args, &policy, &metrics).await;
+    let running = server::start(options, policy, metrics, sink)
+        .await
+        .map_err(|e| e.to_string())?;
     if args.dev {
         eprintln!(
             "wfe-admission dev server: https://{}/mutate and /validate (CA bundle: {}), probes and metrics on http://{}",
@@ -160,6 +168,38 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     running.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Events need API credentials; without them the webhook still answers, it just records nothing.
+async fn event_sink(
+    args: &ServeArgs,
+    policy: &Arc<ArcSwap<Policy>>,
+    metrics: &Metrics,
+) -> Option<Arc<dyn VerdictSink>> {
+    if args.no_events {
+        return None;
+    }
+    match super::kube::client(args.kubeconfig.as_deref()).await {
+        Ok(client) => {
+            let options = EventOptions {
+                capacity: args.event_queue_capacity,
+                ..EventOptions::default()
+            };
+            let manager = StatusManager::new(metrics.clone());
+            let queue = events::spawn(
+                client,
+                Arc::clone(policy),
+                metrics.clone(),
+                Some(manager),
+                options,
+            );
+            Some(Arc::new(queue))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Events are not recorded");
+            None
+        }
+    }
 }
 
 async fn wait_for_signal() {

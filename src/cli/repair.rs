@@ -1,0 +1,170 @@
+//! `wfe-admission repair`: fixes stored objects whose status breaks the derived-field rules
+//! (missing times for their phase, stale duration, missing failure-reason mirror), each with
+//! exactly one write through the status manager.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use jiff::Timestamp;
+use kube::api::ListParams;
+use serde_json::Value;
+
+use crate::policy::Policy;
+use crate::policy::combine::{Status, repaired};
+use crate::server::metrics::Metrics;
+use crate::status::{Outcome, StatusManager, api_for};
+
+#[derive(Debug, clap::Args)]
+pub struct RepairArgs {
+    /// Only this namespace (default: all namespaces).
+    #[arg(long, short = 'n', env = "WFE_REPAIR_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Policy file (YAML); defaults to the WorkflowExecution policy.
+    #[arg(long, env = "WFE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kubeconfig to use instead of the usual inference.
+    #[arg(long, env = "WFE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Print what would change without writing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Counts of one run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub checked: usize,
+    pub repaired: usize,
+    pub failed: usize,
+    /// API writes made (conflict retries included).
+    pub writes: u32,
+}
+
+fn status_of(data: &Value) -> Status {
+    data.get("status")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn changed_fields(before: &Status, after: &Status) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// Repairs every object of the guarded resource in `namespace` (or all).
+pub async fn repair(
+    client: &kube::Client,
+    policy: &Policy,
+    manager: &StatusManager,
+    namespace: Option<&str>,
+    dry_run: bool,
+) -> Result<Summary, String> {
+    let r = &policy.config.resource;
+    let api_version = format!("{}/{}", r.group, r.version);
+    let list_api = api_for(client, policy, &api_version, &r.kind, namespace);
+    let objects = list_api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list {}: {e}", r.resource))?;
+    let mut summary = Summary::default();
+    for object in objects {
+        summary.checked += 1;
+        let now = Timestamp::now();
+        let before = status_of(&object.data);
+        let Some(after) = repaired(policy, &before, now) else {
+            continue;
+        };
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let ns = object.metadata.namespace.clone();
+        let shown = format!("{}/{name}", ns.as_deref().unwrap_or("-"));
+        let fields = changed_fields(&before, &after).join(", ");
+        if dry_run {
+            println!("would repair {shown}: {fields}");
+            summary.repaired += 1;
+            continue;
+        }
+        let api = api_for(client, policy, &api_version, &r.kind, ns.as_deref());
+        let result = manager
+            .update(&api, &name, policy, |status| {
+                match repaired(policy, status, now) {
+                    Some(fixed) => {
+                        *status = fixed;
+                        true
+                    }
+                    None => false,
+                }
+            })
+            .await;
+        match result {
+            Ok(Outcome::Written { attempts }) => {
+                summary.repaired += 1;
+                summary.writes += attempts;
+                println!("repaired {shown}: {fields}");
+            }
+            Ok(Outcome::Unchanged) => println!("{shown} was repaired meanwhile"),
+            Err(e) => {
+                summary.failed += 1;
+                eprintln!("cannot repair {shown}: {e}");
+            }
+        }
+    }
+    Ok(summary)
+}
+
+pub fn run(args: RepairArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async {
+        let prepared = async {
+            let config = super::load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
+            let policy = Policy::new(config).map_err(|e| e.to_string())?;
+            let client = super::kube::client(args.kubeconfig.as_deref()).await?;
+            Ok::<_, String>((policy, client))
+        };
+        let (policy, client) = match prepared.await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let manager = StatusManager::new(Metrics::new());
+        match repair(
+            &client,
+            &policy,
+            &manager,
+            args.namespace.as_deref(),
+            args.dry_run,
+        )
+        .await
+        {
+            Ok(s) => {
+                println!(
+                    "repair: {} checked, {} repaired, {} failed",
+                    s.checked, s.repaired, s.failed
+                );
+                if s.failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}

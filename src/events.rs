@@ -1,0 +1,336 @@
+//! Denials and corrections recorded as `events.k8s.io/v1` Events, after the answer.
+//!
+//! The admission handler only `try_send`s onto a bounded queue: recording never delays or fails
+//! an answer. A worker publishes through kube-runtime's recorder (repeats on the same object
+//! aggregate into a series), each attempt bounded by a timeout and retried with backoff; a full
+//! queue drops the event and counts it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tokio::sync::mpsc;
+
+use crate::policy::Policy;
+use crate::policy::review::{Decision, Verdict};
+use crate::server::VerdictSink;
+use crate::server::metrics::{Attempt, Endpoint, Metrics};
+use crate::status::{RejectionCondition, StatusManager};
+
+/// Reason of the Events recorded for corrections.
+pub const CORRECTION_REASON: &str = "StatusFieldRestored";
+
+/// One Event to publish, and optionally the rejection condition to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub regarding: ObjectReference,
+    pub reason: String,
+    pub action: String,
+    pub note: String,
+    pub rejection: Option<RejectionCondition>,
+}
+
+/// Events API notes are limited to 1 kB.
+const NOTE_LIMIT: usize = 1024;
+
+fn truncate(mut text: String) -> String {
+    if text.len() > NOTE_LIMIT {
+        let mut cut = NOTE_LIMIT - 3;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+/// What a verdict should record (pure: unit tested without a cluster).
+pub fn drafts(policy: &Policy, endpoint: Endpoint, verdict: &Verdict) -> Vec<Draft> {
+    let events = &policy.config.events;
+    if verdict.dry_run || verdict.ignored {
+        return Vec::new();
+    }
+    let s = &verdict.subject;
+    let regarding = ObjectReference {
+        api_version: Some(s.api_version.clone()),
+        kind: Some(s.kind.clone()),
+        name: Some(s.name.clone()),
+        namespace: s.namespace.clone(),
+        uid: s.uid.clone(),
+        ..ObjectReference::default()
+    };
+    let mut out = Vec::new();
+    if let Decision::Deny(denial) = &verdict.decision
+        && events.denials
+    {
+        // The action names the move, so repeats of one move aggregate and different moves don't.
+        let action = match &s.transition {
+            Some((from, to)) => format!("{from}To{to}"),
+            None => format!("Deny{}", endpoint_action(endpoint)),
+        };
+        let rejection = events.rejection_condition.then(|| RejectionCondition {
+            condition_type: events.rejection_condition_type.clone(),
+            reason: denial.reason.as_str().to_string(),
+            message: truncate(denial.message.clone()),
+        });
+        out.push(Draft {
+            regarding: regarding.clone(),
+            reason: denial.reason.as_str().to_string(),
+            action,
+            note: truncate(denial.message.clone()),
+            rejection,
+        });
+    }
+    if events.corrections && !verdict.corrections.is_empty() {
+        let user = if s.user.is_empty() {
+            "<no user>"
+        } else {
+            &s.user
+        };
+        out.push(Draft {
+            regarding,
+            reason: CORRECTION_REASON.into(),
+            action: "RestoreStatusFields".into(),
+            note: truncate(format!(
+                "status written by {user} ({}) was corrected: {}",
+                s.writers,
+                verdict.warnings.join("; ")
+            )),
+            rejection: None,
+        });
+    }
+    out
+}
+
+fn endpoint_action(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Mutate => "Mutation",
+        Endpoint::Validate => "Validation",
+    }
+}
+
+/// Bounds and identity of the event worker.
+#[derive(Debug, Clone)]
+pub struct EventOptions {
+    pub capacity: usize,
+    pub attempts: u32,
+    pub attempt_timeout: Duration,
+    pub backoff: Duration,
+    /// `reportingController` of the Events.
+    pub controller: String,
+    /// `reportingInstance`, e.g. the pod name.
+    pub instance: Option<String>,
+}
+
+impl Default for EventOptions {
+    fn default() -> Self {
+        Self {
+            capacity: 1024,
+            attempts: 3,
+            attempt_timeout: Duration::from_secs(5),
+            backoff: Duration::from_millis(200),
+            controller: "wfe-admission".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        }
+    }
+}
+
+/// The admission side of the queue.
+pub struct EventQueue {
+    tx: mpsc::Sender<Draft>,
+    policy: Arc<ArcSwap<Policy>>,
+    metrics: Metrics,
+}
+
+impl VerdictSink for EventQueue {
+    fn record(&self, endpoint: Endpoint, verdict: &Verdict) {
+        for draft in drafts(&self.policy.load(), endpoint, verdict) {
+            if self.tx.try_send(draft).is_err() {
+                self.metrics.event(Attempt::Dropped);
+            }
+        }
+    }
+}
+
+/// Starts the worker and returns the queue the admission handler feeds.
+pub fn spawn(
+    client: Client,
+    policy: Arc<ArcSwap<Policy>>,
+    metrics: Metrics,
+    status: Option<StatusManager>,
+    options: EventOptions,
+) -> EventQueue {
+    let (tx, mut rx) = mpsc::channel::<Draft>(options.capacity.max(1));
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: options.controller.clone(),
+            instance: options.instance.clone(),
+        },
+    );
+    let worker_metrics = metrics.clone();
+    let worker_policy = Arc::clone(&policy);
+    tokio::spawn(async move {
+        while let Some(draft) = rx.recv().await {
+            publish(&recorder, &draft, &options, &worker_metrics).await;
+            if let (Some(rejection), Some(status)) = (&draft.rejection, &status) {
+                let policy = worker_policy.load_full();
+                if let Err(e) = status
+                    .record_rejection(&client, &policy, &draft.regarding, rejection)
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot record the rejection condition");
+                }
+            }
+        }
+    });
+    EventQueue {
+        tx,
+        policy,
+        metrics,
+    }
+}
+
+async fn publish(recorder: &Recorder, draft: &Draft, options: &EventOptions, metrics: &Metrics) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: draft.reason.clone(),
+        note: Some(draft.note.clone()),
+        action: draft.action.clone(),
+        secondary: None,
+    };
+    let mut delay = options.backoff;
+    for attempt in 1..=options.attempts.max(1) {
+        let result = tokio::time::timeout(
+            options.attempt_timeout,
+            recorder.publish(&event, &draft.regarding),
+        )
+        .await;
+        match result {
+            Ok(Ok(())) => {
+                metrics.event(Attempt::Success);
+                return;
+            }
+            Ok(Err(e)) => tracing::debug!(attempt, error = %e, "event not recorded"),
+            Err(_) => tracing::debug!(attempt, "event recording timed out"),
+        }
+        if attempt < options.attempts {
+            tokio::time::sleep(crate::status::jitter(delay)).await;
+            delay = delay.saturating_mul(2);
+        }
+    }
+    metrics.event(Attempt::Failure);
+    tracing::warn!(
+        reason = %draft.reason,
+        name = draft.regarding.name.as_deref().unwrap_or(""),
+        "event dropped after retries"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::policy::review::{Denial, DenyReason, Subject};
+
+    fn verdict(decision: Decision, corrections: Vec<String>, dry_run: bool) -> Verdict {
+        Verdict {
+            decision,
+            warnings: vec!["status.x is owned by executor; the change by bob was reverted".into()],
+            corrections,
+            ignored: false,
+            dry_run,
+            subject: Subject {
+                api_version: "kubernaut.ai/v1alpha1".into(),
+                kind: "WorkflowExecution".into(),
+                namespace: Some("default".into()),
+                name: "wfe-1".into(),
+                uid: Some("u-1".into()),
+                user: "bob".into(),
+                writers: "operator".into(),
+                transition: Some(("Completed".into(), "Running".into())),
+            },
+        }
+    }
+
+    fn deny() -> Decision {
+        Decision::Deny(Denial {
+            reason: DenyReason::IllegalPhaseTransition,
+            message: "WorkflowExecution default/wfe-1: illegal phase transition".into(),
+        })
+    }
+
+    fn policy(config: Config) -> Policy {
+        Policy::new(config).expect("policy")
+    }
+
+    #[test]
+    fn a_denial_becomes_one_warning_event_regarding_the_object() {
+        let p = policy(Config::default());
+        let out = drafts(&p, Endpoint::Validate, &verdict(deny(), vec![], false));
+        assert_eq!(out.len(), 1);
+        let d = &out[0];
+        assert_eq!(d.reason, "IllegalPhaseTransition");
+        assert_eq!(d.action, "CompletedToRunning");
+        assert_eq!(d.regarding.name.as_deref(), Some("wfe-1"));
+        assert_eq!(d.regarding.uid.as_deref(), Some("u-1"));
+        assert_eq!(d.regarding.kind.as_deref(), Some("WorkflowExecution"));
+        assert!(d.note.contains("illegal phase transition"));
+        assert!(d.rejection.is_none());
+    }
+
+    #[test]
+    fn dry_run_records_nothing() {
+        let p = policy(Config::default());
+        assert!(
+            drafts(
+                &p,
+                Endpoint::Validate,
+                &verdict(deny(), vec!["a".into()], true)
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn corrections_are_recorded_unless_configured_off() {
+        let v = verdict(
+            Decision::Allow,
+            vec!["ephemeralCredentialIDs".into()],
+            false,
+        );
+        let out = drafts(&policy(Config::default()), Endpoint::Mutate, &v);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].reason, CORRECTION_REASON);
+        assert!(out[0].note.contains("bob (operator)"), "{}", out[0].note);
+        let mut config = Config::default();
+        config.events.corrections = false;
+        assert!(drafts(&policy(config), Endpoint::Mutate, &v).is_empty());
+    }
+
+    #[test]
+    fn the_rejection_condition_rides_along_when_enabled() {
+        let mut config = Config::default();
+        config.events.rejection_condition = true;
+        let out = drafts(
+            &policy(config),
+            Endpoint::Validate,
+            &verdict(deny(), vec![], false),
+        );
+        let rejection = out[0].rejection.as_ref().expect("rejection");
+        assert_eq!(rejection.condition_type, "AdmissionRejected");
+        assert_eq!(rejection.reason, "IllegalPhaseTransition");
+    }
+
+    #[test]
+    fn long_notes_are_cut_at_a_char_boundary() {
+        let text = "é".repeat(2000);
+        let cut = truncate(text);
+        assert!(cut.len() <= NOTE_LIMIT);
+        assert!(cut.ends_with("..."));
+    }
+}

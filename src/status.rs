@@ -1,0 +1,304 @@
+//! The webhook's own status writes: read the latest object, apply a closure, write once with the
+//! read resourceVersion; on 409 read again and retry with a short jittered backoff, bounded.
+//! The phase move is checked before every write and every write is counted. Never called from
+//! inside an admission answer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, ApiResource, PostParams};
+use kube::core::DynamicObject;
+use kube::{Client, Error as KubeError};
+use serde_json::{Map, Value, json};
+
+use crate::policy::Policy;
+use crate::policy::combine::Status;
+use crate::policy::time;
+use crate::policy::transitions::{PhaseValue, TransitionError};
+use crate::server::metrics::{Attempt, Metrics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] KubeError),
+    #[error("refusing to write: {0}")]
+    IllegalMove(TransitionError),
+    #[error("gave up after {0} conflicting writes")]
+    Conflicts(u32),
+    #[error("the object has no {0}")]
+    Incomplete(&'static str),
+}
+
+pub type Result<T, E = StatusError> = std::result::Result<T, E>;
+
+/// A condition the webhook records on an object after denying a write to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectionCondition {
+    pub condition_type: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// What an update did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The closure changed nothing: no write.
+    Unchanged,
+    /// One successful write after `attempts` tries (1 = no conflict).
+    Written { attempts: u32 },
+}
+
+/// Called between the read and the write of every attempt; tests use it to race a second
+/// writer and force a conflict.
+pub type RaceHook = Arc<dyn Fn(u32) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+#[derive(Clone)]
+pub struct StatusManager {
+    metrics: Metrics,
+    max_attempts: u32,
+    backoff: Duration,
+    race_hook: Option<RaceHook>,
+}
+
+impl std::fmt::Debug for StatusManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusManager")
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .finish()
+    }
+}
+
+/// `base` scaled by a factor in [0.5, 1.5) so that racing writers do not retry in lockstep.
+pub fn jitter(base: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    // A cheap mix of the clock's low bits; good enough to spread retries.
+    let mixed = nanos.wrapping_mul(2_654_435_761) >> 8;
+    let factor = 0.5 + f64::from(mixed % 1000) / 1000.0;
+    base.mul_f64(factor)
+}
+
+/// The API for the policy's guarded resource at the version of `api_version`.
+pub fn api_for(
+    client: &Client,
+    policy: &Policy,
+    api_version: &str,
+    kind: &str,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), api_version.to_string()),
+    };
+    let resource = ApiResource {
+        group,
+        version,
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
+        plural: policy.config.resource.resource.clone(),
+    };
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
+impl StatusManager {
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            metrics,
+            max_attempts: 5,
+            backoff: Duration::from_millis(50),
+            race_hook: None,
+        }
+    }
+
+    pub fn with_attempts(mut self, attempts: u32, backoff: Duration) -> Self {
+        self.max_attempts = attempts.max(1);
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn with_race_hook(mut self, hook: RaceHook) -> Self {
+        self.race_hook = Some(hook);
+        self
+    }
+
+    /// Reads `name`, lets `apply` change its status (returning whether it did), checks the
+    /// phase move and writes once with the read resourceVersion; retries on conflict.
+    pub async fn update<F>(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        policy: &Policy,
+        mut apply: F,
+    ) -> Result<Outcome>
+    where
+        F: FnMut(&mut Status) -> bool,
+    {
+        let phases = &policy.phases;
+        let mut delay = self.backoff;
+        for attempt in 1..=self.max_attempts {
+            let mut object = api.get_status(name).await?;
+            let old: Status = match object.data.get("status") {
+                Some(Value::Object(m)) => m.clone(),
+                _ => Map::new(),
+            };
+            let mut status = old.clone();
+            if !apply(&mut status) || status == old {
+                return Ok(Outcome::Unchanged);
+            }
+            let from = phases.current(PhaseValue::read(Some(&old), &phases.field));
+            let to = phases
+                .requested(from, PhaseValue::read(Some(&status), &phases.field))
+                .ok_or(StatusError::Incomplete("phase that is a string"))?;
+            phases.check(from, to).map_err(StatusError::IllegalMove)?;
+            if object.metadata.resource_version.is_none() {
+                return Err(StatusError::Incomplete("resourceVersion"));
+            }
+            object.data["status"] = Value::Object(status);
+            if let Some(hook) = &self.race_hook {
+                hook(attempt).await;
+            }
+            match api
+                .replace_status(name, &PostParams::default(), &object)
+                .await
+            {
+                Ok(_) => {
+                    self.metrics.status_write(Attempt::Success);
+                    return Ok(Outcome::Written { attempts: attempt });
+                }
+                Err(KubeError::Api(e)) if e.code == 409 => {
+                    self.metrics.status_write(Attempt::Conflict);
+                    tracing::debug!(name, attempt, "status write conflicted; reading again");
+                    tokio::time::sleep(jitter(delay)).await;
+                    delay = delay.saturating_mul(2);
+                }
+                Err(e) => {
+                    self.metrics.status_write(Attempt::Failure);
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(StatusError::Conflicts(self.max_attempts))
+    }
+
+    /// Records the latest rejection as a condition on the object.
+    pub async fn record_rejection(
+        &self,
+        client: &Client,
+        policy: &Policy,
+        regarding: &ObjectReference,
+        rejection: &RejectionCondition,
+    ) -> Result<Outcome> {
+        let (Some(api_version), Some(kind), Some(name)) = (
+            regarding.api_version.as_deref(),
+            regarding.kind.as_deref(),
+            regarding.name.as_deref(),
+        ) else {
+            return Err(StatusError::Incomplete("reference"));
+        };
+        let api = api_for(
+            client,
+            policy,
+            api_version,
+            kind,
+            regarding.namespace.as_deref(),
+        );
+        let field = policy.config.conditions.field.clone();
+        let now = time::format(Timestamp::now());
+        self.update(&api, name, policy, |status| {
+            set_condition(status, &field, rejection, &now)
+        })
+        .await
+    }
+}
+
+/// Sets (or refreshes) the rejection condition; false when it already says the same.
+fn set_condition(status: &mut Status, field: &str, r: &RejectionCondition, now: &str) -> bool {
+    let list = status
+        .entry(field.to_string())
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let Value::Array(list) = list else {
+        return false;
+    };
+    let condition = json!({
+        "type": r.condition_type,
+        "status": "True",
+        "reason": r.reason,
+        "message": r.message,
+        "lastTransitionTime": now,
+    });
+    match list
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(&r.condition_type))
+    {
+        Some(existing) => {
+            let same = existing.get("reason") == condition.get("reason")
+                && existing.get("message") == condition.get("message")
+                && existing.get("status") == condition.get("status");
+            if same {
+                return false;
+            }
+            *existing = condition;
+        }
+        None => list.push(condition),
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_and_one_and_a_half() {
+        for _ in 0..100 {
+            let d = jitter(Duration::from_millis(100));
+            assert!(
+                d >= Duration::from_millis(50) && d < Duration::from_millis(150),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejection_condition_is_added_then_left_alone_when_unchanged() {
+        let r = RejectionCondition {
+            condition_type: "AdmissionRejected".into(),
+            reason: "IllegalPhaseTransition".into(),
+            message: "m".into(),
+        };
+        let mut status = Map::new();
+        assert!(set_condition(
+            &mut status,
+            "conditions",
+            &r,
+            "2026-01-01T00:00:00Z"
+        ));
+        assert!(!set_condition(
+            &mut status,
+            "conditions",
+            &r,
+            "2026-01-01T00:00:09Z"
+        ));
+        let changed = RejectionCondition {
+            message: "other".into(),
+            ..r
+        };
+        assert!(set_condition(
+            &mut status,
+            "conditions",
+            &changed,
+            "2026-01-01T00:00:09Z"
+        ));
+        assert_eq!(status["conditions"].as_array().map(Vec::len), Some(1));
+    }
+}

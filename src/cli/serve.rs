@@ -11,7 +11,8 @@ use arc_swap::ArcSwap;
 use crate::certgen::{self, Validity};
 use crate::events::{self, EventOptions};
 use crate::policy::Policy;
-use crate::server::metrics::Metrics;
+use crate::server::files;
+use crate::server::metrics::{Attempt, Metrics};
 use crate::server::tls::CertSource;
 use crate::server::{self, ServeOptions, VerdictSink};
 use crate::status::StatusManager;
@@ -41,7 +42,8 @@ pub struct ServeArgs {
     /// PEM CA bundle; when set, clients (the API server) must present a certificate it signed.
     #[arg(long, env = "WFE_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
-    /// Policy file (YAML); defaults to the WorkflowExecution policy.
+    /// Policy file (YAML), reloaded when it or its folder changes; defaults to the
+    /// WorkflowExecution policy.
     #[arg(long, env = "WFE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Without certificate flags: generate a self-signed pair in memory and serve on loopback.
@@ -68,7 +70,7 @@ pub struct ServeArgs {
     /// Events waiting to be recorded; when full, new ones are dropped and counted.
     #[arg(long, env = "WFE_EVENT_QUEUE_CAPACITY", default_value_t = 1024)]
     pub event_queue_capacity: usize,
-    /// Backup re-read interval for the certificate files (changes are also watched).
+    /// Backup re-read interval for the certificate and policy files (changes are also watched).
     #[arg(long, env = "WFE_CERT_RELOAD_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub cert_reload_interval: Duration,
 }
@@ -151,6 +153,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let options = options(&args)?;
     let metrics = Metrics::new();
     let policy = Arc::new(ArcSwap::from_pointee(policy));
+    if let Some(path) = &args.config {
+        reload_policy_on_change(
+            path.clone(),
+            Arc::clone(&policy),
+            metrics.clone(),
+            args.cert_reload_interval,
+        );
+    }
     let sink = event_sink(&args, &policy, &metrics).await;
     let running = server::start(options, policy, metrics, sink)
         .await
@@ -168,6 +178,32 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     running.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The policy file comes from a ConfigMap in a cluster: reload it when it changes. A file that
+/// does not parse or validate leaves the current policy in force.
+pub fn reload_policy_on_change(
+    path: PathBuf,
+    policy: Arc<ArcSwap<Policy>>,
+    metrics: Metrics,
+    interval: Duration,
+) {
+    let watched = path.clone();
+    files::spawn(&[watched.as_path()], interval, move || {
+        let loaded = crate::config::Config::from_file(&path).and_then(Policy::new);
+        match loaded {
+            Ok(new) if new.config == policy.load().config => {}
+            Ok(new) => {
+                policy.store(Arc::new(new));
+                metrics.config_reload(Attempt::Success);
+                tracing::info!(config = %path.display(), "policy reloaded");
+            }
+            Err(e) => {
+                metrics.config_reload(Attempt::Failure);
+                tracing::error!(config = %path.display(), error = %e, "policy not reloaded; keeping the current one");
+            }
+        }
+    });
 }
 
 /// Events need API credentials; without them the webhook still answers, it just records nothing.

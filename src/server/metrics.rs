@@ -118,6 +118,7 @@ struct Inner {
     latency: HistogramFamily,
     cert_not_after: Gauge,
     cert_reloads: Family<ResultLabels, Counter>,
+    config_reloads: Family<ResultLabels, Counter>,
     events: Family<ResultLabels, Counter>,
     status_writes: Family<ResultLabels, Counter>,
 }
@@ -152,6 +153,7 @@ impl Metrics {
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let cert_not_after = Gauge::default();
         let cert_reloads = Family::<ResultLabels, Counter>::default();
+        let config_reloads = Family::<ResultLabels, Counter>::default();
         let events = Family::<ResultLabels, Counter>::default();
         let status_writes = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -185,6 +187,11 @@ impl Metrics {
             cert_reloads.clone(),
         );
         registry.register(
+            "config_reloads",
+            "Policy file reloads that changed the policy or failed",
+            config_reloads.clone(),
+        );
+        registry.register(
             "events",
             "Kubernetes Events recorded, failed or dropped",
             events.clone(),
@@ -202,6 +209,7 @@ impl Metrics {
             latency,
             cert_not_after,
             cert_reloads,
+            config_reloads,
             events,
             status_writes,
         }))
@@ -271,6 +279,13 @@ impl Metrics {
             .get_or_create(&ResultLabels {
                 result: Attempt::Failure,
             })
+            .inc();
+    }
+
+    pub fn config_reload(&self, result: Attempt) {
+        self.0
+            .config_reloads
+            .get_or_create(&ResultLabels { result })
             .inc();
     }
 

@@ -2,6 +2,7 @@
 //! a separate plain port, graceful shutdown.
 
 pub mod admission;
+pub mod files;
 pub mod metrics;
 pub mod probes;
 pub mod tls;
@@ -154,7 +155,10 @@ fn local(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(fallback)
 }
 
-async fn serve_tls(
+/// Serves `app` over TLS on `listener` with the production connection settings (plain-HTTP
+/// answer, handshake/header deadline, hyper auto HTTP/1.1 + h2) until `stop` turns true, then
+/// drains. Public so that the benchmark's ceiling runs on exactly this stack.
+pub async fn serve_tls(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     app: Router,

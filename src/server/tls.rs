@@ -1,8 +1,6 @@
-//! rustls configuration and the serving certificate, reloaded without restart.
-//!
-//! A Kubernetes Secret volume swaps a `..data` symlink, which file watches miss, so the
-//! *directory* is watched, with a periodic re-read as a backup. A pair that fails to load
-//! (unreadable, mismatched key, expired) never replaces the one being served.
+//! rustls configuration and the serving certificate, reloaded without restart (see `files`).
+//! A pair that fails to load (unreadable, mismatched key, expired) never replaces the one being
+//! served.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +13,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
-use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
 
@@ -149,27 +146,21 @@ impl CertStore {
         let CertSource::Files { cert, key } = &self.source else {
             return;
         };
-        let (tx, mut rx) = mpsc::channel::<()>(1);
-        let watcher = watch_dirs(&[cert.as_path(), key.as_path()], tx);
         let store = Arc::clone(self);
-        tokio::spawn(async move {
-            // The watcher stops when dropped; keep it for the life of the task.
-            let _watcher = watcher;
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    Some(()) = rx.recv() => {
-                        // Let a Secret update finish swapping its files before reading them.
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        while rx.try_recv().is_ok() {}
-                    }
-                }
-                let _ = store.reload();
-            }
+        super::files::spawn(&[cert.as_path(), key.as_path()], interval, move || {
+            let _ = store.reload();
         });
+    }
+
+    /// Serves a new pair given as PEM (self-managed certificates); a bad pair is refused.
+    pub fn set_pem(&self, cert: &str, key: &str) -> Result<(), TlsError> {
+        let pair = load_pair(cert.as_bytes(), key.as_bytes(), "in memory")?;
+        if self.current.load().cert != pair.key.cert {
+            self.current.store(pair.key);
+            self.metrics.cert_loaded(pair.not_after);
+            tracing::info!(not_after = pair.not_after, "serving certificate replaced");
+        }
+        Ok(())
     }
 }
 
@@ -186,32 +177,6 @@ fn read_source(source: &CertSource) -> Result<LoadedPair, TlsError> {
             load_pair(&read(cert)?, &read(key)?, &cert.display().to_string())
         }
     }
-}
-
-fn watch_dirs(paths: &[&Path], tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
-            // A full channel already holds a pending reload.
-            let _ = tx.try_send(());
-        }
-    })
-    .map_err(|e| tracing::warn!(error = %e, "cannot watch certificate files; polling only"))
-    .ok()?;
-    let mut dirs: Vec<PathBuf> = paths
-        .iter()
-        .map(|p| match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        })
-        .collect();
-    dirs.dedup();
-    for dir in dirs {
-        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch directory; polling only");
-        }
-    }
-    Some(watcher)
 }
 
 impl ResolvesServerCert for CertStore {

@@ -7,5 +7,6 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod policy;
+pub mod selfcert;
 pub mod server;
 pub mod status;

@@ -131,6 +131,54 @@ impl StatusManager {
         self
     }
 
+    /// The one loop behind every write: read, let `prepare` build the object to write (`None`:
+    /// nothing to do), write it with the read resourceVersion, and on 409 start over.
+    async fn write_with_retry<K, P, R, RF, W, WF>(
+        &self,
+        name: &str,
+        read: R,
+        mut prepare: P,
+        write: W,
+    ) -> Result<Outcome>
+    where
+        K: kube::Resource,
+        P: FnMut(K) -> Result<Option<K>>,
+        R: Fn() -> RF,
+        RF: Future<Output = kube::Result<K>>,
+        W: Fn(K) -> WF,
+        WF: Future<Output = kube::Result<K>>,
+    {
+        let mut delay = self.backoff;
+        for attempt in 1..=self.max_attempts {
+            let Some(object) = prepare(read().await?)? else {
+                return Ok(Outcome::Unchanged);
+            };
+            if object.meta().resource_version.is_none() {
+                return Err(StatusError::Incomplete("resourceVersion"));
+            }
+            if let Some(hook) = &self.race_hook {
+                hook(attempt).await;
+            }
+            match write(object).await {
+                Ok(_) => {
+                    self.metrics.status_write(Attempt::Success);
+                    return Ok(Outcome::Written { attempts: attempt });
+                }
+                Err(KubeError::Api(e)) if e.code == 409 => {
+                    self.metrics.status_write(Attempt::Conflict);
+                    tracing::debug!(name, attempt, "write conflicted; reading again");
+                    tokio::time::sleep(jitter(delay)).await;
+                    delay = delay.saturating_mul(2);
+                }
+                Err(e) => {
+                    self.metrics.status_write(Attempt::Failure);
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(StatusError::Conflicts(self.max_attempts))
+    }
+
     /// Reads `name`, lets `apply` change its status (returning whether it did), checks the
     /// phase move and writes once with the read resourceVersion; retries on conflict.
     pub async fn update<F>(
@@ -144,50 +192,58 @@ impl StatusManager {
         F: FnMut(&mut Status) -> bool,
     {
         let phases = &policy.phases;
-        let mut delay = self.backoff;
-        for attempt in 1..=self.max_attempts {
-            let mut object = api.get_status(name).await?;
+        let prepare = |mut object: DynamicObject| {
             let old: Status = match object.data.get("status") {
                 Some(Value::Object(m)) => m.clone(),
                 _ => Map::new(),
             };
             let mut status = old.clone();
             if !apply(&mut status) || status == old {
-                return Ok(Outcome::Unchanged);
+                return Ok(None);
             }
             let from = phases.current(PhaseValue::read(Some(&old), &phases.field));
             let to = phases
                 .requested(from, PhaseValue::read(Some(&status), &phases.field))
                 .ok_or(StatusError::Incomplete("phase that is a string"))?;
             phases.check(from, to).map_err(StatusError::IllegalMove)?;
-            if object.metadata.resource_version.is_none() {
-                return Err(StatusError::Incomplete("resourceVersion"));
-            }
             object.data["status"] = Value::Object(status);
-            if let Some(hook) = &self.race_hook {
-                hook(attempt).await;
-            }
-            match api
-                .replace_status(name, &PostParams::default(), &object)
-                .await
-            {
-                Ok(_) => {
-                    self.metrics.status_write(Attempt::Success);
-                    return Ok(Outcome::Written { attempts: attempt });
-                }
-                Err(KubeError::Api(e)) if e.code == 409 => {
-                    self.metrics.status_write(Attempt::Conflict);
-                    tracing::debug!(name, attempt, "status write conflicted; reading again");
-                    tokio::time::sleep(jitter(delay)).await;
-                    delay = delay.saturating_mul(2);
-                }
-                Err(e) => {
-                    self.metrics.status_write(Attempt::Failure);
-                    return Err(e.into());
-                }
-            }
-        }
-        Err(StatusError::Conflicts(self.max_attempts))
+            Ok(Some(object))
+        };
+        self.write_with_retry(
+            name,
+            || api.get_status(name),
+            prepare,
+            move |object| async move {
+                api.replace_status(name, &PostParams::default(), &object)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// The same retried write for a whole object (the webhook's own configurations).
+    pub async fn update_object<K, F>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        mut apply: F,
+    ) -> Result<Outcome>
+    where
+        K: kube::Resource
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        F: FnMut(&mut K) -> bool,
+    {
+        let prepare = |mut object: K| Ok(apply(&mut object).then_some(object));
+        self.write_with_retry(
+            name,
+            || api.get(name),
+            prepare,
+            move |object| async move { api.replace(name, &PostParams::default(), &object).await },
+        )
+        .await
     }
 
     /// Records the latest rejection as a condition on the object.

@@ -39,7 +39,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the mutating and validating webhooks over HTTPS.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Offline verdict for an UPDATE of the status from OLD to NEW, as the API server would ask.
     Check(check::CheckArgs),
     /// Write a CA and a serving certificate (ca.crt, ca.key, tls.crt, tls.key) into a folder.
@@ -77,7 +77,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 cli.log_format
             };
             init_logging(format, &cli.log);
-            serve::run(args)
+            serve::run(*args)
         }
         Command::Check(args) => check::run(args),
         Command::Certs(args) => certs::run(args),

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use crate::certgen::{self, Validity};
 use crate::events::{self, EventOptions};
 use crate::policy::Policy;
+use crate::selfcert::{self, SelfManagedOptions};
 use crate::server::files;
 use crate::server::metrics::{Attempt, Metrics};
 use crate::server::tls::CertSource;
@@ -61,6 +62,37 @@ pub struct ServeArgs {
     /// Time in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "WFE_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Where the serving certificate comes from: `files` (--tls-cert/--tls-key, e.g. a mounted
+    /// Secret) or `self-managed` (a CA and pair the webhook keeps in --cert-secret, rotating them
+    /// and injecting the CA into --webhook-configurations).
+    #[arg(long, env = "WFE_CERT_MODE", value_enum, default_value_t = CertMode::Files)]
+    pub cert_mode: CertMode,
+    /// Secret holding the self-managed CA and pair.
+    #[arg(long, env = "WFE_CERT_SECRET", default_value = "wfe-admission-tls")]
+    pub cert_secret: String,
+    /// Namespace of the webhook (its Secret and Service).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "wfe-system")]
+    pub namespace: String,
+    /// Service in front of the webhook; the self-managed pair covers its DNS names.
+    #[arg(long, env = "WFE_SERVICE_NAME", default_value = "wfe-admission")]
+    pub service_name: String,
+    /// Mutating and validating webhook configurations whose caBundle a self-managed webhook keeps.
+    #[arg(
+        long,
+        env = "WFE_WEBHOOK_CONFIGURATIONS",
+        value_delimiter = ',',
+        default_value = "wfe-admission"
+    )]
+    pub webhook_configurations: Vec<String>,
+    /// Lifetime of a self-managed serving pair (the CA lives twice as long).
+    #[arg(long, env = "WFE_CERT_VALIDITY", default_value = "8760h", value_parser = parse_duration)]
+    pub cert_validity: Duration,
+    /// Rotate a self-managed pair when less than this is left.
+    #[arg(long, env = "WFE_CERT_RENEW_BEFORE", default_value = "720h", value_parser = parse_duration)]
+    pub cert_renew_before: Duration,
+    /// How often a self-managed webhook checks its Secret and CA bundle.
+    #[arg(long, env = "WFE_CERT_CHECK_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub cert_check_interval: Duration,
     /// Kubeconfig for recording Events (default: in-cluster credentials, $KUBECONFIG, ~/.kube/config).
     #[arg(long, env = "WFE_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
@@ -75,6 +107,26 @@ pub struct ServeArgs {
     pub cert_reload_interval: Duration,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CertMode {
+    Files,
+    SelfManaged,
+}
+
+impl ServeArgs {
+    fn self_managed(&self) -> SelfManagedOptions {
+        SelfManagedOptions {
+            namespace: self.namespace.clone(),
+            secret: self.cert_secret.clone(),
+            service: self.service_name.clone(),
+            webhook_configurations: self.webhook_configurations.clone(),
+            validity: self.cert_validity,
+            renew_before: self.cert_renew_before,
+            check_interval: self.cert_check_interval,
+        }
+    }
+}
+
 fn options(args: &ServeArgs) -> Result<ServeOptions, String> {
     let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let any = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
@@ -84,6 +136,11 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, String> {
         (any(8443), any(8080))
     };
     let cert = match (&args.tls_cert, &args.tls_key) {
+        // Replaced by the Secret's pair before serving.
+        _ if args.cert_mode == CertMode::SelfManaged => CertSource::Memory {
+            cert: String::new(),
+            key: String::new(),
+        },
         (Some(cert), Some(key)) => CertSource::Files {
             cert: cert.clone(),
             key: key.clone(),
@@ -150,8 +207,24 @@ pub fn run(args: ServeArgs) -> ExitCode {
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let config = super::load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
     let policy = Policy::new(config).map_err(|e| e.to_string())?;
-    let options = options(&args)?;
+    let mut options = options(&args)?;
     let metrics = Metrics::new();
+    let self_managed = match args.cert_mode {
+        CertMode::Files => None,
+        CertMode::SelfManaged => {
+            let client = super::kube::client(args.kubeconfig.as_deref()).await?;
+            let manager = StatusManager::new(metrics.clone());
+            let sm = args.self_managed();
+            let material = selfcert::ensure_secret(&client, &sm, &manager)
+                .await
+                .map_err(|e| format!("self-managed certificates: {e}"))?;
+            options.cert = CertSource::Memory {
+                cert: material.cert.clone(),
+                key: material.key.clone(),
+            };
+            Some((client, manager, sm, material))
+        }
+    };
     let policy = Arc::new(ArcSwap::from_pointee(policy));
     if let Some(path) = &args.config {
         reload_policy_on_change(
@@ -165,6 +238,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let running = server::start(options, policy, metrics, sink)
         .await
         .map_err(|e| e.to_string())?;
+    if let Some((client, manager, sm, material)) = self_managed {
+        selfcert::inject_ca(&client, &sm, &manager, &material.ca_bundle)
+            .await
+            .map_err(|e| format!("cannot inject the CA bundle: {e}"))?;
+        selfcert::spawn_rotation(client, sm, Arc::clone(&running.certs), manager);
+    }
     if args.dev {
         eprintln!(
             "wfe-admission dev server: https://{}/mutate and /validate (CA bundle: {}), probes and metrics on http://{}",

@@ -1,0 +1,206 @@
+{{/* Chart name, overridable. */}}
+{{- define "wfe-admission.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name: <release>-<chart>, or the release name alone when it already contains the chart
+name (a release called wfe-admission gives wfe-admission). Truncated to 52 characters so that
+suffixes such as -selfsigned, -serving, -policy and -tls stay within 63.
+*/}}
+{{- define "wfe-admission.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "wfe-admission.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "wfe-admission.labels" -}}
+helm.sh/chart: {{ include "wfe-admission.chart" . }}
+{{ include "wfe-admission.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: admission-webhook
+app.kubernetes.io/part-of: kubernaut
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Labels that select the webhook's pods (never change them between upgrades). */}}
+{{- define "wfe-admission.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "wfe-admission.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "wfe-admission.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "wfe-admission.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The user name the API server gives the webhook's pods. */}}
+{{- define "wfe-admission.serviceAccountUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "wfe-admission.serviceAccountName" .) }}
+{{- end }}
+
+{{/*
+Both webhook configurations carry the full name (they are different kinds): the self-managed
+webhook looks each name up as either kind (--webhook-configurations).
+*/}}
+{{- define "wfe-admission.mutatingName" -}}
+{{- include "wfe-admission.fullname" . }}
+{{- end }}
+
+{{- define "wfe-admission.validatingName" -}}
+{{- include "wfe-admission.fullname" . }}
+{{- end }}
+
+{{- define "wfe-admission.policyConfigMapName" -}}
+{{- printf "%s-policy" (include "wfe-admission.fullname" .) }}
+{{- end }}
+
+{{/* The Secret holding tls.crt and tls.key, whoever writes it. */}}
+{{- define "wfe-admission.certSecretName" -}}
+{{- $c := .Values.certificates }}
+{{- if eq $c.mode "provided" }}
+{{- required "certificates.provided.secretName is required when certificates.mode is provided" $c.provided.secretName }}
+{{- else if eq $c.mode "self-managed" }}
+{{- default (printf "%s-tls" (include "wfe-admission.fullname" .)) $c.selfManaged.secretName }}
+{{- else }}
+{{- printf "%s-tls" (include "wfe-admission.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* The cert-manager Certificate whose CA cert-manager injects (cert-manager mode). */}}
+{{- define "wfe-admission.servingCertificateName" -}}
+{{- printf "%s-serving" (include "wfe-admission.fullname" .) }}
+{{- end }}
+
+{{- define "wfe-admission.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* The status manager writes the guarded resources' status (rejection condition, repair). */}}
+{{- define "wfe-admission.statusWrites" -}}
+{{- if or .Values.policy.events.rejectionCondition .Values.statusManager.enabled }}true{{- end }}
+{{- end }}
+
+{{/*
+The guarded resources as {group, resource, scope}: WorkflowExecution first, then
+policy.extraResources. Rendered as YAML; use `fromYamlArray`.
+*/}}
+{{- define "wfe-admission.guardedResources" -}}
+- group: kubernaut.ai
+  resource: workflowexecutions
+  scope: Namespaced
+{{- range .Values.policy.extraResources }}
+- group: {{ .group | quote }}
+  resource: {{ .resource | quote }}
+  scope: {{ default "*" .scope | quote }}
+{{- end }}
+{{- end }}
+
+{{/* caBundle for both webhook configurations in provided mode: base64 of the PEM. */}}
+{{- define "wfe-admission.providedCaBundle" -}}
+{{- $ca := required "certificates.provided.caBundle is required when certificates.mode is provided" .Values.certificates.provided.caBundle | trim }}
+{{- if contains "-----BEGIN" $ca }}
+{{- $ca | b64enc }}
+{{- else }}
+{{- if not (contains "-----BEGIN" (b64dec $ca)) }}
+{{- fail "certificates.provided.caBundle must be a PEM certificate (or the base64 of one)" }}
+{{- end }}
+{{- $ca | replace "\n" "" }}
+{{- end }}
+{{- end }}
+
+{{/*
+clientConfig of one webhook: the Service, or webhook.url when set.
+Call with (dict "ctx" $ "path" "/mutate").
+*/}}
+{{- define "wfe-admission.clientConfig" -}}
+{{- $ := .ctx }}
+{{- if $.Values.webhook.url }}
+url: {{ printf "%s%s" (trimSuffix "/" $.Values.webhook.url) .path | quote }}
+{{- else }}
+service:
+  name: {{ include "wfe-admission.fullname" $ }}
+  namespace: {{ $.Release.Namespace }}
+  path: {{ .path }}
+  port: {{ $.Values.service.port }}
+{{- end }}
+{{- if eq $.Values.certificates.mode "provided" }}
+caBundle: {{ include "wfe-admission.providedCaBundle" $ }}
+{{- end }}
+{{- end }}
+
+{{/* Annotations of both webhook configurations. */}}
+{{- define "wfe-admission.webhookAnnotations" -}}
+{{- $ann := deepCopy (default dict .Values.webhook.annotations) }}
+{{- if eq .Values.certificates.mode "cert-manager" }}
+{{- $_ := set $ann "cert-manager.io/inject-ca-from" (printf "%s/%s" .Release.Namespace (include "wfe-admission.servingCertificateName" .)) }}
+{{- end }}
+{{- if $ann }}
+annotations:
+  {{- toYaml $ann | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+What both webhooks share. Call with (dict "ctx" $ "path" "/validate" "self" true), where self
+adds the condition that skips the webhook's own service account.
+*/}}
+{{- define "wfe-admission.webhookCommon" -}}
+{{- $ := .ctx }}
+{{- $w := $.Values.webhook }}
+admissionReviewVersions: ["v1"]
+sideEffects: NoneOnDryRun
+matchPolicy: Equivalent
+failurePolicy: {{ $w.failurePolicy }}
+timeoutSeconds: {{ $w.timeoutSeconds }}
+clientConfig:
+  {{- include "wfe-admission.clientConfig" (dict "ctx" $ "path" .path) | trim | nindent 2 }}
+rules:
+{{- range (include "wfe-admission.guardedResources" $ | fromYamlArray) }}
+  - apiGroups: [{{ .group | quote }}]
+    apiVersions: ["*"]
+    operations: ["UPDATE"]
+    resources: [{{ printf "%s/status" .resource | quote }}]
+    scope: {{ .scope | quote }}
+{{- end }}
+{{- range $key := list "namespaceSelector" "objectSelector" }}
+{{- with get $w $key }}
+{{ $key }}:
+  {{- toYaml . | nindent 2 }}
+{{- else }}
+{{ $key }}: {}
+{{- end }}
+{{- end }}
+{{- $conditions := list }}
+{{- if .self }}
+{{- $conditions = append $conditions (dict "name" "not-wfe-admission-itself" "expression" (printf "request.userInfo.username != '%s'" (include "wfe-admission.serviceAccountUser" $))) }}
+{{- end }}
+{{- $conditions = concat $conditions (default list $w.matchConditions) }}
+{{- with $conditions }}
+matchConditions:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,1320 @@
+//! `helm install` of every certificate mode into a real kube-apiserver (tests/e2e/control-plane),
+//! the objects the API server accepted, least privilege checked with SubjectAccessReviews, and
+//! the webhook binary run locally with the chart's flags, policy and RBAC (it impersonates the
+//! chart's service account) against the installed webhook configurations.
+//!
+//! No kubelet runs there, so pods never start: the webhook runs as a child process of this test
+//! and the API server reaches it through `webhook.url`.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta, PostParams};
+use kube::core::GroupVersionKind;
+use serde_json::{Value, json};
+
+use crate::helm::{Helm, Manifests, chart_dir, path_str, repo};
+use crate::render::{merged, mode_values};
+use crate::{Case, Ctx};
+
+pub fn cases() -> Vec<Case> {
+    macro_rules! case {
+        ($f:ident) => {
+            Case {
+                name: concat!("cluster::", stringify!($f)),
+                run: $f,
+            }
+        };
+    }
+    // In this order: each install is uninstalled before the next (they share the release name,
+    // so the kept CRD is adopted by the next install).
+    vec![
+        case!(install_with_a_schema_violation_fails_and_creates_nothing),
+        case!(install_cert_manager_mode),
+        case!(install_self_managed_mode_and_run_it_with_the_chart_rbac),
+        case!(install_provided_mode_and_guard_status_end_to_end),
+    ]
+}
+
+const RELEASE: &str = "wfe-admission";
+/// A namespace that bootstrap.sh grants nothing to, so the SubjectAccessReviews of the release's
+/// service account see the chart's RBAC alone.
+const NS: &str = "wfe-chart";
+const SA_USER: &str = "system:serviceaccount:wfe-chart:wfe-admission";
+const SA_GROUPS: [&str; 3] = [
+    "system:serviceaccounts",
+    "system:serviceaccounts:wfe-chart",
+    "system:authenticated",
+];
+const WFE_NS: &str = "default";
+
+fn scripts() -> PathBuf {
+    repo().join("tests/e2e/control-plane")
+}
+
+/// The control plane and clients for it. Fields drop in order: the clients, the runtime, then
+/// the plane itself (stop.sh).
+pub struct Cluster {
+    admin: kube::Client,
+    rt: tokio::runtime::Runtime,
+    env: HashMap<String, String>,
+    path: PathBuf,
+    _plane: Plane,
+}
+
+/// The drop guard of start.sh's processes: stop.sh runs when it goes out of scope, also when
+/// start.sh itself failed half-way.
+struct Plane {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+    stopped: bool,
+}
+
+impl Cluster {
+    pub fn start() -> Result<Self> {
+        let started = Instant::now();
+        let out = Command::new(scripts().join("build.sh"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run the control plane's build.sh")?;
+        if !out.status.success() {
+            bail!("tests/e2e/control-plane/build.sh failed ({})", out.status);
+        }
+        let bin_dir = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .context("build.sh printed no directory")?
+            .trim()
+            .to_string();
+        let dir = tempfile::Builder::new()
+            .prefix("wfe-chart.")
+            .tempdir()
+            .context("work directory")?;
+        let path = dir.path().to_path_buf();
+        // The guard exists before start.sh runs, so a half-started plane is stopped too.
+        let plane = Plane {
+            dir: Some(dir),
+            path: path.clone(),
+            stopped: false,
+        };
+        let status = Command::new(scripts().join("start.sh"))
+            .arg(&path)
+            .env("WFE_K8S_BIN_DIR", &bin_dir)
+            // start.sh's watchdog stops the plane if this process dies without Drop.
+            .env("WFE_OWNER_PID", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .context("cannot run start.sh")?;
+        if !status.success() {
+            bail!("start.sh failed ({status})");
+        }
+        let env = read_env(&path)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("tokio runtime")?;
+        let kubeconfig = path.join("kubeconfig");
+        let admin = rt.block_on(async {
+            let file = kube::config::Kubeconfig::read_from(&kubeconfig)?;
+            let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;
+            anyhow::Ok(kube::Client::try_from(config)?)
+        })?;
+        let cluster = Cluster {
+            admin,
+            rt,
+            env,
+            path: path.clone(),
+            _plane: plane,
+        };
+        cluster.prepare()?;
+        eprintln!(
+            "chart: control plane up in {:.1} s ({})",
+            started.elapsed().as_secs_f64(),
+            path.display()
+        );
+        Ok(cluster)
+    }
+
+    pub fn var(&self, key: &str) -> &str {
+        self.env
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("start.sh's env has no {key}"))
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.path.join("kubeconfig")
+    }
+
+    pub fn apiserver_log_tail(&self, lines: usize) -> String {
+        let text =
+            std::fs::read_to_string(self.path.join("logs/kube-apiserver.log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The release namespace and stand-in CRDs for the third-party kinds the chart renders
+    /// (cert-manager's Certificate and Issuer, prometheus-operator's ServiceMonitor): no
+    /// controller acts on them, but the API server must know the kinds to store the objects.
+    fn prepare(&self) -> Result<()> {
+        self.rt.block_on(async {
+            let namespaces: Api<Namespace> = Api::all(self.admin.clone());
+            let ns = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(NS.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            namespaces.create(&PostParams::default(), &ns).await?;
+            let crds: Api<CustomResourceDefinition> = Api::all(self.admin.clone());
+            for (group, kind, plural) in [
+                ("cert-manager.io", "Certificate", "certificates"),
+                ("cert-manager.io", "Issuer", "issuers"),
+                ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
+            ] {
+                let version = "v1";
+                let crd: CustomResourceDefinition = serde_json::from_value(json!({
+                    "apiVersion": "apiextensions.k8s.io/v1",
+                    "kind": "CustomResourceDefinition",
+                    "metadata": {"name": format!("{plural}.{group}")},
+                    "spec": {
+                        "group": group,
+                        "scope": "Namespaced",
+                        "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind,
+                                  "listKind": format!("{kind}List")},
+                        "versions": [{"name": version, "served": true, "storage": true,
+                            "schema": {"openAPIV3Schema": {"type": "object",
+                                "x-kubernetes-preserve-unknown-fields": true}}}],
+                    },
+                }))?;
+                crds.create(&PostParams::default(), &crd).await?;
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            for name in [
+                "certificates.cert-manager.io",
+                "issuers.cert-manager.io",
+                "servicemonitors.monitoring.coreos.com",
+            ] {
+                loop {
+                    let crd = crds.get(name).await?;
+                    let established = crd
+                        .status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    if established {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        bail!("stand-in CRD {name} not established after 30 s");
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// helm against this API server.
+    fn helm(&self, helm: &Helm, args: &[&str]) -> std::process::Output {
+        let kubeconfig = self.kubeconfig();
+        let mut all = vec!["--kubeconfig", path_str(&kubeconfig)];
+        all.extend_from_slice(args);
+        helm.run(&all).expect("run helm")
+    }
+
+    fn install<'a>(&'a self, helm: &'a Helm, values: &Value) -> Release<'a> {
+        let file = helm.values_file(values);
+        let chart = chart_dir();
+        let out = self.helm(
+            helm,
+            &[
+                "install",
+                RELEASE,
+                path_str(&chart),
+                "--namespace",
+                NS,
+                "--values",
+                path_str(&file),
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "helm install failed:\n{}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Release {
+            cluster: self,
+            helm_bin: helm,
+            installed: true,
+            notes: stdout,
+        }
+    }
+
+    /// The stored object for a rendered document (None when the API server has none).
+    fn stored(&self, doc: &Value) -> Option<Value> {
+        let (group, version) = match doc["apiVersion"]
+            .as_str()
+            .expect("apiVersion")
+            .split_once('/')
+        {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (
+                String::new(),
+                doc["apiVersion"].as_str().unwrap_or_default().to_string(),
+            ),
+        };
+        let gvk = GroupVersionKind::gvk(&group, &version, doc["kind"].as_str().expect("kind"));
+        let name = doc["metadata"]["name"].as_str().expect("name");
+        self.block_on(async {
+            let (resource, _) = kube::discovery::pinned_kind(&self.admin, &gvk)
+                .await
+                .unwrap_or_else(|e| panic!("the API server does not know {gvk:?}: {e}"));
+            let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
+                Some(ns) => Api::namespaced_with(self.admin.clone(), ns, &resource),
+                None => Api::all_with(self.admin.clone(), &resource),
+            };
+            api.get_opt(name)
+                .await
+                .unwrap_or_else(|e| panic!("GET {gvk:?} {name}: {e}"))
+                .map(|o| serde_json::to_value(o).expect("json"))
+        })
+    }
+
+    /// Can the release's service account do this? (SubjectAccessReview as the admin.)
+    fn sa_can(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        ns: Option<&str>,
+        name: Option<&str>,
+    ) -> bool {
+        let (resource, subresource) = match resource.split_once('/') {
+            Some((r, s)) => (r, Some(s.to_string())),
+            None => (resource, None),
+        };
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(SA_USER.into()),
+                groups: Some(SA_GROUPS.iter().map(|g| g.to_string()).collect()),
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.into()),
+                    group: Some(group.into()),
+                    resource: Some(resource.into()),
+                    subresource,
+                    namespace: ns.map(String::from),
+                    name: name.map(String::from),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.block_on(async {
+            let api: Api<SubjectAccessReview> = Api::all(self.admin.clone());
+            api.create(&PostParams::default(), &review)
+                .await
+                .expect("SubjectAccessReview")
+                .status
+                .map(|s| s.allowed)
+                .unwrap_or(false)
+        })
+    }
+
+    /// A client that authenticates with one of start.sh's bearer tokens.
+    fn client_with_token(&self, id: &str) -> kube::Client {
+        let token = self.var(&format!("WFE_TOKEN_{id}")).to_string();
+        self.client_with(|auth| auth.token = Some(token.into()))
+    }
+
+    /// The admin impersonating the release's service account (what its pods would be).
+    fn client_as_sa(&self) -> kube::Client {
+        self.client_with(|auth| {
+            auth.impersonate = Some(SA_USER.into());
+            auth.impersonate_groups = Some(SA_GROUPS.iter().map(|g| g.to_string()).collect());
+        })
+    }
+
+    fn client_with(&self, set: impl FnOnce(&mut kube::config::AuthInfo)) -> kube::Client {
+        let kubeconfig = self.kubeconfig();
+        self.block_on(async move {
+            let file = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
+            let mut config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .expect("config");
+            let mut auth = config.auth_info.clone();
+            set(&mut auth);
+            if auth.token.is_some() {
+                // A token user, not the admin's client certificate.
+                auth.client_certificate = None;
+                auth.client_certificate_data = None;
+                auth.client_key = None;
+                auth.client_key_data = None;
+            }
+            config.auth_info = auth;
+            kube::Client::try_from(config).expect("client")
+        })
+    }
+
+    /// A kubeconfig for the webhook process: the admin impersonating the service account, so
+    /// that everything the webhook does is authorised by the chart's RBAC alone.
+    fn write_sa_kubeconfig(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("kubeconfig-sa");
+        let groups: Vec<String> = SA_GROUPS.iter().map(|g| format!("\"{g}\"")).collect();
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {}\n    certificate-authority: {}\n\
+             users:\n- name: sa\n  user:\n    client-certificate: {}\n    client-key: {}\n    as: \"{SA_USER}\"\n    as-groups: [{}]\n\
+             contexts:\n- name: e2e\n  context: {{cluster: e2e, user: sa, namespace: {NS}}}\ncurrent-context: e2e\n",
+            self.var("KUBE_APISERVER_URL"),
+            self.var("KUBE_CA_FILE"),
+            self.var("WFE_CLIENT_CERT_ADMIN"),
+            self.var("WFE_CLIENT_KEY_ADMIN"),
+            groups.join(", ")
+        );
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+
+    /// A fresh work directory under the control plane's.
+    fn workdir(&self, name: &str) -> PathBuf {
+        let dir = self.path.join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+}
+
+impl Drop for Plane {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.stopped = true;
+            match Command::new(scripts().join("stop.sh"))
+                .arg(&self.path)
+                .stdin(Stdio::null())
+                .status()
+            {
+                Ok(s) if s.success() => eprintln!("chart: control plane stopped"),
+                Ok(s) => eprintln!("chart: stop.sh failed ({s})"),
+                Err(e) => eprintln!("chart: cannot run stop.sh: {e}"),
+            }
+        }
+        if std::env::var("WFE_CHART_KEEP").as_deref() == Ok("1")
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("chart: kept {}", dir.keep().display());
+        }
+    }
+}
+
+/// The env file is shell (`export K=%q`): let bash read it and hand back NUL-separated pairs.
+fn read_env(dir: &Path) -> Result<HashMap<String, String>> {
+    let out = Command::new("bash")
+        .args(["-c", r#"set -a; . "$1/env"; env -0"#, "bash"])
+        .arg(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot read the env file")?;
+    if !out.status.success() {
+        bail!("cannot source {}/env", dir.display());
+    }
+    Ok(out
+        .stdout
+        .split(|b| *b == 0)
+        .filter_map(|entry| {
+            let entry = String::from_utf8_lossy(entry);
+            let (k, v) = entry.split_once('=')?;
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect())
+}
+
+/// An installed release; `helm uninstall` on drop unless the case already did.
+struct Release<'c> {
+    cluster: &'c Cluster,
+    helm_bin: &'c Helm,
+    installed: bool,
+    notes: String,
+}
+
+impl Release<'_> {
+    /// What helm sent to the API server.
+    fn manifest(&self) -> Manifests {
+        let out = self.cluster.helm(
+            self.helm_bin,
+            &["get", "manifest", RELEASE, "--namespace", NS],
+        );
+        assert!(out.status.success(), "helm get manifest failed");
+        Manifests::parse(&String::from_utf8_lossy(&out.stdout)).expect("parse manifest")
+    }
+
+    fn upgrade(&self, args: &[&str]) {
+        let chart = chart_dir();
+        let mut all = vec![
+            "upgrade",
+            RELEASE,
+            path_str(&chart),
+            "--namespace",
+            NS,
+            "--reuse-values",
+        ];
+        all.extend_from_slice(args);
+        let out = self.cluster.helm(self.helm_bin, &all);
+        assert!(
+            out.status.success(),
+            "helm upgrade failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn uninstall(&mut self) {
+        self.installed = false;
+        let out = self
+            .cluster
+            .helm(self.helm_bin, &["uninstall", RELEASE, "--namespace", NS]);
+        assert!(
+            out.status.success(),
+            "helm uninstall failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if self.installed {
+            self.installed = false;
+            let _ = self
+                .cluster
+                .helm(self.helm_bin, &["uninstall", RELEASE, "--namespace", NS]);
+        }
+    }
+}
+
+/// Every key and value of `want` is in `have` (lists element by element): the API server
+/// stored what the chart rendered and dropped nothing. Returns the first difference.
+fn subset(have: &Value, want: &Value, at: &str) -> Result<(), String> {
+    match (have, want) {
+        (Value::Object(h), Value::Object(w)) => {
+            for (k, v) in w {
+                let path = format!("{at}.{k}");
+                match h.get(k) {
+                    Some(hv) => subset(hv, v, &path)?,
+                    // The API server omits zero values (`omitempty`): 0, false, "", {}, [].
+                    None if is_zero(v) => {}
+                    None => return Err(format!("{path} is missing (want {v})")),
+                }
+            }
+            Ok(())
+        }
+        (Value::Array(h), Value::Array(w)) => {
+            if h.len() != w.len() {
+                return Err(format!(
+                    "{at}: {} items stored, {} rendered",
+                    h.len(),
+                    w.len()
+                ));
+            }
+            for (i, (hv, wv)) in h.iter().zip(w).enumerate() {
+                subset(hv, wv, &format!("{at}[{i}]"))?;
+            }
+            Ok(())
+        }
+        (h, w) if h == w => Ok(()),
+        (h, w) => Err(format!("{at}: stored {h}, rendered {w}")),
+    }
+}
+
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
+}
+
+/// Every object of the release is stored as rendered.
+fn assert_all_stored(cluster: &Cluster, release: &Release) -> Manifests {
+    let manifest = release.manifest();
+    assert!(manifest.docs.len() >= 10, "{:?}", manifest.ids());
+    for doc in &manifest.docs {
+        let id = format!(
+            "{}/{}",
+            doc["kind"].as_str().unwrap_or_default(),
+            doc["metadata"]["name"]
+        );
+        let stored = cluster
+            .stored(doc)
+            .unwrap_or_else(|| panic!("{id} was not stored"));
+        if let Err(diff) = subset(&stored, doc, "") {
+            panic!("{id} differs from what the chart rendered: {diff}");
+        }
+    }
+    manifest
+}
+
+/// The base grants every mode has, and what no mode may have.
+fn assert_base_rbac(cluster: &Cluster) {
+    let can = |verb, group, resource, ns, name| cluster.sa_can(verb, group, resource, ns, name);
+    for (group, verb) in [
+        ("events.k8s.io", "create"),
+        ("events.k8s.io", "patch"),
+        ("", "create"),
+        ("", "patch"),
+    ] {
+        assert!(
+            can(verb, group, "events", Some(WFE_NS), None),
+            "{verb} {group} events"
+        );
+    }
+    for verb in ["get", "list", "watch"] {
+        assert!(
+            can(
+                verb,
+                "kubernaut.ai",
+                "workflowexecutions",
+                Some(WFE_NS),
+                None
+            ),
+            "{verb} wfe"
+        );
+    }
+    for (verb, group, resource) in [
+        ("delete", "events.k8s.io", "events"),
+        ("update", "kubernaut.ai", "workflowexecutions"),
+        ("delete", "kubernaut.ai", "workflowexecutions"),
+        ("create", "kubernaut.ai", "workflowexecutions"),
+        ("get", "", "configmaps"),
+        ("list", "", "secrets"),
+        ("get", "", "pods"),
+    ] {
+        assert!(
+            !can(verb, group, resource, Some(WFE_NS), None),
+            "{verb} {group}/{resource} must be denied"
+        );
+        assert!(
+            !can(verb, group, resource, Some(NS), None),
+            "{verb} {group}/{resource} in {NS} must be denied"
+        );
+    }
+    assert!(!can(
+        "list",
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        None,
+        None
+    ));
+    assert!(!can(
+        "delete",
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        None,
+        Some(RELEASE)
+    ));
+}
+
+fn install_with_a_schema_violation_fails_and_creates_nothing(ctx: &mut Ctx) {
+    let (helm, cluster) = ctx.cluster();
+    let file = helm.values_file(&json!({"webhook": {"timeoutSeconds": 45}}));
+    let chart = chart_dir();
+    let out = cluster.helm(
+        helm,
+        &[
+            "install",
+            RELEASE,
+            path_str(&chart),
+            "--namespace",
+            NS,
+            "--values",
+            path_str(&file),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "helm install accepted timeoutSeconds 45"
+    );
+    assert!(stderr.contains("/webhook/timeoutSeconds"), "{stderr}");
+    let list = cluster.helm(helm, &["list", "--all", "--namespace", NS, "--short"]);
+    assert!(list.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout).trim(),
+        "",
+        "a release was recorded"
+    );
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": RELEASE, "namespace": NS}});
+    assert!(
+        cluster.stored(&deployment).is_none(),
+        "a Deployment was created"
+    );
+}
+
+fn install_cert_manager_mode(ctx: &mut Ctx) {
+    let (helm, cluster) = ctx.cluster();
+    let values = merged(
+        mode_values("cert-manager"),
+        &json!({"serviceMonitor": {"enabled": true}, "networkPolicy": {"enabled": true}}),
+    );
+    let mut release = cluster.install(helm, &values);
+    // NOTES.txt tells the admin where rejections and corrections show up.
+    for needle in [
+        "kubectl get events -A --field-selector reason=IllegalPhaseTransition",
+        "kubectl get events -A --field-selector reason=StatusFieldRestored",
+    ] {
+        assert!(
+            release.notes.contains(needle),
+            "NOTES lack {needle}:\n{}",
+            release.notes
+        );
+    }
+    let manifest = assert_all_stored(cluster, &release);
+    for kind in [
+        "Certificate",
+        "Issuer",
+        "ServiceMonitor",
+        "NetworkPolicy",
+        "CustomResourceDefinition",
+    ] {
+        assert!(
+            manifest.has(kind),
+            "{kind} not installed: {:?}",
+            manifest.ids()
+        );
+    }
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let stored = cluster.stored(manifest.one(kind)).expect("stored");
+        assert_eq!(
+            stored["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "wfe-chart/wfe-admission-serving"
+        );
+    }
+    assert_base_rbac(cluster);
+    let can = |verb, group, resource, ns, name| cluster.sa_can(verb, group, resource, ns, name);
+    assert!(!can(
+        "update",
+        "kubernaut.ai",
+        "workflowexecutions/status",
+        Some(WFE_NS),
+        None
+    ));
+    assert!(
+        !can("get", "", "secrets", Some(NS), Some("wfe-admission-tls")),
+        "cert-manager mode reads no Secret"
+    );
+    assert!(!can(
+        "update",
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        None,
+        Some(RELEASE)
+    ));
+
+    // Uninstall removes the release's objects but keeps the CRD (and so every WorkflowExecution).
+    release.uninstall();
+    for doc in &manifest.docs {
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        let stored = cluster.stored(doc);
+        if kind == "CustomResourceDefinition" {
+            assert!(stored.is_some(), "helm uninstall deleted the CRD");
+        } else {
+            assert!(
+                stored.is_none(),
+                "{kind} {} survived helm uninstall",
+                doc["metadata"]["name"]
+            );
+        }
+    }
+}
+
+/// Args of the installed Deployment, with the in-cluster addresses and paths replaced by
+/// local ones (everything else — the certificate mode, names, log flags — as the chart set it).
+fn local_args(stored_deployment: &Value, replace: &[(&str, String)]) -> Vec<String> {
+    let args = stored_deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args");
+    let mut out = Vec::new();
+    for a in args {
+        let a = a.as_str().expect("string arg");
+        let flag = a.split('=').next().unwrap_or_default();
+        match replace.iter().find(|(f, _)| *f == flag) {
+            Some((f, v)) => out.push(format!("{f}={v}")),
+            None => out.push(a.to_string()),
+        }
+    }
+    for (f, _) in replace {
+        assert!(
+            args.iter()
+                .any(|a| a.as_str().is_some_and(|a| a.starts_with(&format!("{f}=")))),
+            "the chart passes no {f}: {args:?}"
+        );
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The webhook binary as a child process; killed on drop.
+struct Webhook {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Webhook {
+    fn start(args: &[String], kubeconfig: &Path, log: PathBuf, probe: SocketAddr) -> Self {
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+            .args(args)
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            // What the downward API gives the pod.
+            .env("POD_NAMESPACE", NS)
+            .env("POD_NAME", "wfe-admission-local-0")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn wfe-admission");
+        let mut webhook = Webhook { child, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = webhook.child.try_wait() {
+                panic!("the webhook exited ({status}):\n{}", webhook.log_text());
+            }
+            if http_status(probe, "/readyz") == Some(200) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the webhook is not ready after 30 s:\n{}",
+                webhook.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        webhook
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status code of a plain HTTP GET (probes), None when nothing answers.
+fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn poll<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ca_bundles(cluster: &Cluster, manifest: &Manifests) -> Vec<Option<String>> {
+    [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ]
+    .iter()
+    .map(|kind| {
+        let stored = cluster.stored(manifest.one(kind)).expect("stored");
+        stored["webhooks"][0]["clientConfig"]["caBundle"]
+            .as_str()
+            .map(String::from)
+    })
+    .collect()
+}
+
+fn install_self_managed_mode_and_run_it_with_the_chart_rbac(ctx: &mut Ctx) {
+    let (helm, cluster) = ctx.cluster();
+    let release = cluster.install(helm, &mode_values("self-managed"));
+    let manifest = assert_all_stored(cluster, &release);
+    assert!(manifest.has("Role") && manifest.has("RoleBinding"));
+    assert_eq!(
+        ca_bundles(cluster, &manifest),
+        vec![None, None],
+        "the chart sets no caBundle"
+    );
+
+    assert_base_rbac(cluster);
+    let can = |verb, group, resource, ns, name| cluster.sa_can(verb, group, resource, ns, name);
+    let adm = "admissionregistration.k8s.io";
+    for resource in [
+        "mutatingwebhookconfigurations",
+        "validatingwebhookconfigurations",
+    ] {
+        for verb in ["get", "update"] {
+            assert!(
+                can(verb, adm, resource, None, Some(RELEASE)),
+                "{verb} own {resource}"
+            );
+            assert!(
+                !can(verb, adm, resource, None, Some("someone-else")),
+                "{verb} other {resource}"
+            );
+        }
+        assert!(!can("delete", adm, resource, None, Some(RELEASE)));
+    }
+    for verb in ["get", "update"] {
+        assert!(
+            can(verb, "", "secrets", Some(NS), Some("wfe-admission-tls")),
+            "{verb} own Secret"
+        );
+        assert!(
+            !can(verb, "", "secrets", Some(NS), Some("other-secret")),
+            "{verb} other Secret"
+        );
+        assert!(
+            !can(verb, "", "secrets", Some(WFE_NS), Some("wfe-admission-tls")),
+            "{verb} Secret elsewhere"
+        );
+    }
+    assert!(can("create", "", "secrets", Some(NS), None));
+    assert!(
+        !can("create", "", "secrets", Some(WFE_NS), None),
+        "create Secrets outside its namespace"
+    );
+    assert!(!can(
+        "delete",
+        "",
+        "secrets",
+        Some(NS),
+        Some("wfe-admission-tls")
+    ));
+    assert!(!can(
+        "update",
+        "kubernaut.ai",
+        "workflowexecutions/status",
+        Some(WFE_NS),
+        None
+    ));
+
+    // Run the webhook with the Deployment's own flags, as the service account: it must create
+    // its Secret and inject the CA into both installed configurations with that RBAC alone.
+    let dir = cluster.workdir("self-managed");
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, stored_policy(cluster)).expect("write policy");
+    let (port, probe_port) = (free_port(), free_port());
+    let probe = SocketAddr::from(([127, 0, 0, 1], probe_port));
+    let deployment = cluster
+        .stored(manifest.one("Deployment"))
+        .expect("Deployment");
+    let args = local_args(
+        &deployment,
+        &[
+            ("--listen", format!("127.0.0.1:{port}")),
+            ("--probe-listen", probe.to_string()),
+            ("--config", policy.display().to_string()),
+        ],
+    );
+    assert!(
+        args.contains(&"--cert-mode=self-managed".to_string()),
+        "{args:?}"
+    );
+    let kubeconfig = cluster.write_sa_kubeconfig(&dir);
+    let webhook = Webhook::start(&args, &kubeconfig, dir.join("webhook.log"), probe);
+
+    let secret_api: Api<Secret> = Api::namespaced(cluster.admin.clone(), NS);
+    let secret = poll("the webhook's Secret", 20, || {
+        cluster
+            .block_on(secret_api.get_opt("wfe-admission-tls"))
+            .ok()
+            .flatten()
+    });
+    let data = secret.data.expect("Secret data");
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        assert!(data.contains_key(key), "Secret lacks {key}");
+    }
+    let bundle = data
+        .get(wfe_admission::selfcert::CA_BUNDLE)
+        .map(|b| String::from_utf8(b.0.clone()).expect("utf-8"))
+        .expect("CA bundle in the Secret");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let injected = poll("the caBundle in both configurations", 20, || {
+        let all = ca_bundles(cluster, &manifest);
+        all.iter().all(Option::is_some).then_some(all)
+    });
+    for b in &injected {
+        let pem = String::from_utf8(
+            b64.decode(b.as_deref().unwrap_or_default())
+                .expect("base64"),
+        )
+        .expect("pem");
+        assert_eq!(pem, bundle, "the injected caBundle is not the Secret's");
+    }
+    // The served certificate is for the Service's DNS name and chains to the injected bundle.
+    tls_handshake(cluster, port, "wfe-admission.wfe-chart.svc", &bundle);
+
+    // An upgrade keeps the caBundle the webhook wrote (the chart never sets the field).
+    release.upgrade(&["--set", "webhook.timeoutSeconds=5"]);
+    assert_eq!(
+        ca_bundles(cluster, &manifest),
+        injected,
+        "helm upgrade wiped the caBundle"
+    );
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let stored = cluster.stored(manifest.one(kind)).expect("stored");
+        assert_eq!(
+            stored["webhooks"][0]["timeoutSeconds"], 5,
+            "{kind} not upgraded"
+        );
+    }
+    assert!(
+        webhook.log_text().contains("wfe-admission-tls"),
+        "the webhook's log does not mention its Secret:\n{}",
+        webhook.log_text()
+    );
+    drop(webhook);
+    drop(release);
+    // The Secret is the webhook's, not the release's: remove it for the next install.
+    cluster
+        .block_on(secret_api.delete("wfe-admission-tls", &Default::default()))
+        .expect("delete Secret");
+}
+
+/// A TLS handshake and one request to the webhook, resolving `host` to 127.0.0.1 and
+/// trusting only `ca_pem`.
+fn tls_handshake(cluster: &Cluster, port: u16, host: &str, ca_pem: &str) {
+    let ca = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).expect("CA bundle");
+    let url = format!("https://{host}:{port}/validate");
+    let response = cluster
+        .block_on(async {
+            let mut builder = reqwest::Client::builder()
+                .no_proxy()
+                .resolve(host, SocketAddr::from(([127, 0, 0, 1], port)))
+                .timeout(Duration::from_secs(5));
+            for c in ca {
+                builder = builder.add_root_certificate(c);
+            }
+            let client = builder.build().expect("client");
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+        })
+        .unwrap_or_else(|e| panic!("TLS to {url} with the injected bundle failed: {e:?}"));
+    // A readable request that is no AdmissionReview: the webhook answered, over verified TLS.
+    assert_eq!(response.status().as_u16(), 400);
+}
+
+/// The policy file as the installed ConfigMap holds it.
+fn stored_policy(cluster: &Cluster) -> String {
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "wfe-admission-policy", "namespace": NS}});
+    let stored = cluster.stored(&cm).expect("policy ConfigMap");
+    let text = stored["data"]["policy.yaml"]
+        .as_str()
+        .expect("policy.yaml")
+        .to_string();
+    let config = wfe_admission::config::Config::from_yaml(&text).expect("the webhook accepts it");
+    assert_eq!(config.writers["webhook"].users, vec![SA_USER.to_string()]);
+    text
+}
+
+fn wfe_api(client: &kube::Client) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kubernaut.ai", "v1alpha1", "WorkflowExecution"),
+        "workflowexecutions",
+    );
+    Api::namespaced_with(client.clone(), WFE_NS, &resource)
+}
+
+/// GET, replace the status with `f(status)`, PUT /status; the stored status or the API error.
+fn put_status(
+    cluster: &Cluster,
+    client: &kube::Client,
+    name: &str,
+    f: impl FnOnce(&mut Value),
+) -> Result<Value, kube::Error> {
+    let api = wfe_api(client);
+    cluster.block_on(async {
+        let mut object = api.get(name).await?;
+        let mut status = object.data.get("status").cloned().unwrap_or(json!({}));
+        f(&mut status);
+        object.data["status"] = status;
+        let stored = api
+            .replace_status(name, &PostParams::default(), &object)
+            .await?;
+        Ok(stored.data["status"].clone())
+    })
+}
+
+fn denial(result: Result<Value, kube::Error>) -> (u16, String) {
+    match result {
+        Ok(status) => panic!("the write was allowed; stored status {status}"),
+        Err(kube::Error::Api(s)) => (s.code, s.message.clone()),
+        Err(e) => panic!("not an API error: {e}"),
+    }
+}
+
+fn install_provided_mode_and_guard_status_end_to_end(ctx: &mut Ctx) {
+    let (helm, cluster) = ctx.cluster();
+    let dir = cluster.workdir("provided");
+    // Certificates for the webhook on 127.0.0.1, as an admin would make them for `provided`.
+    let certs = dir.join("certs");
+    let out = Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+        .args(["certs", "--host", "127.0.0.1", "--days", "2", "--out"])
+        .arg(&certs)
+        .output()
+        .expect("wfe-admission certs");
+    assert!(
+        out.status.success(),
+        "certs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |f: &str| std::fs::read_to_string(certs.join(f)).expect("cert file");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "wfe-admission-provided-tls", "namespace": NS},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": read("tls.crt"), "tls.key": read("tls.key")},
+    }))
+    .expect("secret");
+    let secrets: Api<Secret> = Api::namespaced(cluster.admin.clone(), NS);
+    cluster
+        .block_on(secrets.create(&PostParams::default(), &secret))
+        .expect("create the provided Secret");
+
+    let port = free_port();
+    let values = json!({
+        "certificates": {"mode": "provided", "provided": {
+            "secretName": "wfe-admission-provided-tls", "caBundle": read("ca.crt")}},
+        "webhook": {"url": format!("https://127.0.0.1:{port}"), "timeoutSeconds": 5},
+        "policy": {"events": {"rejectionCondition": true}},
+    });
+    let release = cluster.install(helm, &values);
+    let manifest = assert_all_stored(cluster, &release);
+    for (kind, path) in [
+        ("MutatingWebhookConfiguration", "/mutate"),
+        ("ValidatingWebhookConfiguration", "/validate"),
+    ] {
+        let stored = cluster.stored(manifest.one(kind)).expect("stored");
+        let cc = &stored["webhooks"][0]["clientConfig"];
+        assert_eq!(cc["url"], format!("https://127.0.0.1:{port}{path}"));
+        assert!(cc["caBundle"].as_str().is_some_and(|b| !b.is_empty()));
+    }
+    assert_base_rbac(cluster);
+    assert!(cluster.sa_can(
+        "update",
+        "kubernaut.ai",
+        "workflowexecutions/status",
+        Some(WFE_NS),
+        None
+    ));
+    assert!(cluster.sa_can(
+        "get",
+        "kubernaut.ai",
+        "workflowexecutions/status",
+        Some(WFE_NS),
+        None
+    ));
+    assert!(!cluster.sa_can(
+        "get",
+        "",
+        "secrets",
+        Some(NS),
+        Some("wfe-admission-provided-tls")
+    ));
+
+    // The webhook, locally, with the installed policy and the Deployment's flags.
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, stored_policy(cluster)).expect("write policy");
+    let probe = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let deployment = cluster
+        .stored(manifest.one("Deployment"))
+        .expect("Deployment");
+    let args = local_args(
+        &deployment,
+        &[
+            ("--listen", format!("127.0.0.1:{port}")),
+            ("--probe-listen", probe.to_string()),
+            ("--config", policy.display().to_string()),
+            ("--tls-cert", certs.join("tls.crt").display().to_string()),
+            ("--tls-key", certs.join("tls.key").display().to_string()),
+        ],
+    );
+    let kubeconfig = cluster.write_sa_kubeconfig(&dir);
+    let webhook = Webhook::start(&args, &kubeconfig, dir.join("webhook.log"), probe);
+
+    // A WorkflowExecution, created as the orchestrator would (the admin here).
+    let sample: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("tests/e2e/manifests/sample-wfe.yaml"))
+            .expect("sample"),
+    )
+    .expect("parse sample");
+    let mut object: DynamicObject = serde_json::from_value(sample).expect("DynamicObject");
+    let name = "wfe-chart-e2e";
+    object.metadata.name = Some(name.into());
+    object.metadata.namespace = Some(WFE_NS.into());
+    cluster
+        .block_on(wfe_api(&cluster.admin).create(&PostParams::default(), &object))
+        .expect("create WorkflowExecution");
+
+    let controller = cluster.client_with_token("CONTROLLER");
+    let operator = cluster.client_with_token("OPERATOR");
+    let itself = cluster.client_as_sa();
+
+    // Legal: Pending -> Running. The mutating webhook stamps startTime.
+    let status = put_status(cluster, &controller, name, |s| {
+        *s = json!({"phase": "Running", "executionRef": {"name": "job-1"},
+            "conditions": [{"type": "ExecutionCreated", "status": "True", "reason": "Created",
+                            "message": "job-1 created", "lastTransitionTime": "2026-11-27T10:00:00Z"}]});
+    })
+    .unwrap_or_else(|e| panic!("Pending -> Running denied: {e}\n{}", webhook.log_text()));
+    assert_eq!(status["phase"], "Running");
+    assert!(
+        status["startTime"].is_string(),
+        "the mutating webhook did not stamp startTime: {status}"
+    );
+
+    // An operator's partial write keeps what the controller owns (combined by the mutating webhook).
+    let status = put_status(cluster, &operator, name, |s| {
+        *s = json!({"phase": "Running"})
+    })
+    .unwrap_or_else(|e| panic!("operator write denied: {e}"));
+    assert_eq!(
+        status["executionRef"]["name"], "job-1",
+        "carry-over failed: {status}"
+    );
+    assert_eq!(status["conditions"][0]["type"], "ExecutionCreated");
+
+    // Legal: Running -> Completed, with completionTime and duration derived.
+    let status = put_status(cluster, &controller, name, |s| {
+        s["phase"] = json!("Completed")
+    })
+    .unwrap_or_else(|e| panic!("Running -> Completed denied: {e}"));
+    assert_eq!(status["phase"], "Completed");
+    assert!(
+        status["completionTime"].is_string() && status["duration"].is_string(),
+        "{status}"
+    );
+
+    // Illegal: Completed -> Running is denied by the installed validating webhook, with our message.
+    let (code, message) = denial(put_status(cluster, &controller, name, |s| {
+        s["phase"] = json!("Running")
+    }));
+    assert_eq!(code, 403, "{message}");
+    for needle in [
+        "admission webhook \"status.validate.wfe-admission.kubernaut.ai\" denied the request",
+        "WorkflowExecution default/wfe-chart-e2e",
+        "illegal phase transition Completed → Running",
+        "system:serviceaccount:kubernaut-system:workflowexecution-controller",
+        "Completed is terminal",
+    ] {
+        assert!(
+            message.contains(needle),
+            "denial lacks {needle:?}: {message}"
+        );
+    }
+    let stored = cluster
+        .block_on(wfe_api(&cluster.admin).get(name))
+        .expect("get");
+    assert_eq!(stored.data["status"]["phase"], "Completed");
+
+    // The denial is an Event an admin finds by reason, recorded with the chart's RBAC.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(cluster.admin.clone(), WFE_NS);
+    let event = poll("an IllegalPhaseTransition Event", 20, || {
+        let list = cluster.block_on(events.list(&Default::default())).ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("IllegalPhaseTransition")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        })
+    });
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    // policy.events.rejectionCondition: the status manager writes the latest rejection as a
+    // condition (status update granted by the chart, through the validating webhook).
+    let condition = poll("the AdmissionRejected condition", 20, || {
+        let o = cluster.block_on(wfe_api(&cluster.admin).get(name)).ok()?;
+        o.data["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "AdmissionRejected")
+            .cloned()
+    });
+    assert_eq!(condition["status"], "True", "{condition}");
+
+    // The webhook's own account skips the mutating webhook (no carry-over of what it leaves
+    // out) but not the validating one (its illegal moves are denied too).
+    let status = put_status(cluster, &itself, name, |s| {
+        s.as_object_mut().expect("status").remove("executionRef");
+    })
+    .unwrap_or_else(|e| panic!("the webhook account's write denied: {e}"));
+    assert!(
+        status.get("executionRef").is_none(),
+        "the mutating webhook ran for its own service account: {status}"
+    );
+    let (code, message) = denial(put_status(cluster, &itself, name, |s| {
+        s["phase"] = json!("Running")
+    }));
+    assert_eq!(code, 403, "{message}");
+    assert!(
+        message.contains("status.validate.wfe-admission.kubernaut.ai"),
+        "{message}"
+    );
+    assert!(message.contains(SA_USER), "{message}");
+    drop(webhook);
+    drop(release);
+}

@@ -15,7 +15,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::mpsc;
 
 use crate::policy::Policy;
-use crate::policy::review::{Decision, Verdict};
+use crate::policy::review::{Decision, DenyReason, Verdict};
+use crate::policy::transitions::PhaseValue;
 use crate::server::VerdictSink;
 use crate::server::metrics::{Attempt, Endpoint, Metrics};
 use crate::status::{RejectionCondition, StatusManager};
@@ -31,6 +32,16 @@ pub struct Draft {
     pub action: String,
     pub note: String,
     pub rejection: Option<RejectionCondition>,
+    /// For a denied phase move: the version it was judged against and the move, so that the
+    /// worker can tell a denial the API server superseded (see [`superseded`]).
+    pub judged: Option<Judged>,
+}
+
+/// What a phase-move denial was judged against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub version: String,
+    pub to: String,
 }
 
 /// Events API notes are limited to 1 kB.
@@ -55,6 +66,14 @@ pub fn drafts(policy: &Policy, endpoint: Endpoint, verdict: &Verdict) -> Vec<Dra
         return Vec::new();
     }
     let s = &verdict.subject;
+    // A write that names another resourceVersion than the one judged is never applied with
+    // this verdict: the API server answers 409, or (its copy was stale) judges it again
+    // against the stored object. The mutating webhook runs before that check and sees these.
+    if let (Some(sent), Some(judged)) = (&s.sent_version, &s.judged_version)
+        && sent != judged
+    {
+        return Vec::new();
+    }
     let regarding = ObjectReference {
         api_version: Some(s.api_version.clone()),
         kind: Some(s.kind.clone()),
@@ -77,12 +96,20 @@ pub fn drafts(policy: &Policy, endpoint: Endpoint, verdict: &Verdict) -> Vec<Dra
             reason: denial.reason.as_str().to_string(),
             message: truncate(denial.message.clone()),
         });
+        let judged = match (&s.judged_version, &s.transition) {
+            (Some(version), Some((_, to))) => Some(Judged {
+                version: version.clone(),
+                to: to.clone(),
+            }),
+            _ => None,
+        };
         out.push(Draft {
             regarding: regarding.clone(),
             reason: denial.reason.as_str().to_string(),
             action,
             note: truncate(denial.message.clone()),
             rejection,
+            judged,
         });
     }
     if events.corrections && !verdict.corrections.is_empty() {
@@ -101,6 +128,7 @@ pub fn drafts(policy: &Policy, endpoint: Endpoint, verdict: &Verdict) -> Vec<Dra
                 verdict.warnings.join("; ")
             )),
             rejection: None,
+            judged: None,
         });
     }
     out
@@ -176,6 +204,15 @@ pub fn spawn(
     let worker_policy = Arc::clone(&policy);
     tokio::spawn(async move {
         while let Some(draft) = rx.recv().await {
+            let current = worker_policy.load_full();
+            if superseded(&client, &current, &draft, options.attempt_timeout).await {
+                tracing::debug!(
+                    reason = %draft.reason,
+                    name = draft.regarding.name.as_deref().unwrap_or(""),
+                    "denial judged against a stale copy and superseded; not recorded"
+                );
+                continue;
+            }
             publish(&recorder, &draft, &options, &worker_metrics).await;
             if let (Some(rejection), Some(status)) = (&draft.rejection, &status) {
                 let policy = worker_policy.load_full();
@@ -193,6 +230,54 @@ pub fn spawn(
         policy,
         metrics,
     }
+}
+
+/// Whether a phase-move denial was judged against a stale copy of the object and superseded.
+///
+/// The API server first judges an update against its watch cache's copy; when that fails it
+/// reads the stored object and, if it was newer, runs the update (admission included) again,
+/// so the writer never sees the first denial (etcd3 `GuaranteedUpdate`). A quick
+/// `Running` then `Completed` from one controller regularly gets `Pending → Completed` denied
+/// that way. Recording it would show admins a refusal that never happened, so: when the object
+/// is no longer at the judged version and, from its phase now, the move is not refused (it is
+/// there already, or the move is legal), the denial is not recorded. Without an answer from the
+/// API server it is recorded.
+async fn superseded(client: &Client, policy: &Policy, draft: &Draft, limit: Duration) -> bool {
+    let (Some(judged), Some(api_version), Some(kind), Some(name)) = (
+        &draft.judged,
+        draft.regarding.api_version.as_deref(),
+        draft.regarding.kind.as_deref(),
+        draft.regarding.name.as_deref(),
+    ) else {
+        return false;
+    };
+    let api = crate::status::api_for(
+        client,
+        policy,
+        api_version,
+        kind,
+        draft.regarding.namespace.as_deref(),
+    );
+    let live = match tokio::time::timeout(limit, api.get(name)).await {
+        Ok(Ok(live)) => live,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, name, "cannot read the object to confirm a denial");
+            return false;
+        }
+        Err(_) => return false,
+    };
+    if live.metadata.resource_version.as_deref() == Some(judged.version.as_str()) {
+        return false;
+    }
+    let phases = &policy.phases;
+    let status = live
+        .data
+        .get("status")
+        .and_then(serde_json::Value::as_object);
+    let now = phases.current(PhaseValue::read(status, &phases.field));
+    now == judged.to
+        || (draft.reason == DenyReason::IllegalPhaseTransition.as_str()
+            && phases.check(now, &judged.to).is_ok())
 }
 
 async fn publish(recorder: &Recorder, draft: &Draft, options: &EventOptions, metrics: &Metrics) {
@@ -235,7 +320,7 @@ async fn publish(recorder: &Recorder, draft: &Draft, options: &EventOptions, met
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::policy::review::{Denial, DenyReason, Subject};
+    use crate::policy::review::{Denial, Subject};
 
     fn verdict(decision: Decision, corrections: Vec<String>, dry_run: bool) -> Verdict {
         Verdict {
@@ -253,6 +338,8 @@ mod tests {
                 user: "bob".into(),
                 writers: "operator".into(),
                 transition: Some(("Completed".into(), "Running".into())),
+                judged_version: Some("7".into()),
+                sent_version: Some("7".into()),
             },
         }
     }
@@ -281,6 +368,25 @@ mod tests {
         assert_eq!(d.regarding.kind.as_deref(), Some("WorkflowExecution"));
         assert!(d.note.contains("illegal phase transition"));
         assert!(d.rejection.is_none());
+        assert_eq!(
+            d.judged,
+            Some(Judged {
+                version: "7".into(),
+                to: "Running".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_write_naming_another_version_than_the_judged_one_records_nothing() {
+        // The API server answers 409 or judges it again: this verdict is never applied.
+        let p = policy(Config::default());
+        let mut v = verdict(deny(), vec!["ephemeralCredentialIDs".into()], false);
+        v.subject.sent_version = Some("6".into());
+        assert!(drafts(&p, Endpoint::Mutate, &v).is_empty());
+        // A merge patch carries no version of its own: recorded.
+        v.subject.sent_version = None;
+        assert_eq!(drafts(&p, Endpoint::Mutate, &v).len(), 2);
     }
 
     #[test]

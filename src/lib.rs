@@ -2,6 +2,7 @@
 //! `WorkflowExecution` resources.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod certgen;
 pub mod cli;
 pub mod config;

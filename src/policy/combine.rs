@@ -179,6 +179,7 @@ impl Ctx<'_> {
         let find = |t: &str| sent_by_type.iter().find(|(s, _)| *s == t).map(|(_, c)| *c);
 
         let mut merged: Vec<Value> = Vec::with_capacity(old_list.len() + sent_by_type.len());
+        let mut seen: Vec<&str> = Vec::with_capacity(old_list.len());
         for old in old_list {
             let Some(t) = condition_type(old) else {
                 merged.push(old.clone());
@@ -186,6 +187,16 @@ impl Ctx<'_> {
             };
             let owners = policy.condition_owners(t);
             let owns = self.writer.roles.intersects(owners);
+            // A stored list with a type twice (a CRD without `x-kubernetes-list-type: map`): the
+            // writer's entry updates the first one; later ones stay as stored (or go with it
+            // when removed), so that a second pass changes nothing.
+            if seen.contains(&t) {
+                if !(owns && policy.removable(t) && find(t).is_none()) {
+                    merged.push(old.clone());
+                }
+                continue;
+            }
+            seen.push(t);
             match find(t) {
                 Some(new) if owns => merged.push(update_condition(Some(old), new, now)),
                 Some(new) => {

@@ -3,11 +3,11 @@
 
 use jiff::Timestamp;
 use json_patch::Patch;
-use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, Operation};
 use serde_json::Value;
 
 use super::combine::{Status, clearance_denial, combine};
+use super::object::ReviewObject;
 use super::patch::status_patch;
 use super::transitions::{PhaseValue, TransitionError};
 use super::{Policy, Writer};
@@ -71,6 +71,10 @@ pub struct Subject {
     pub writers: String,
     /// The phase move the writer asked for, when it moved.
     pub transition: Option<(String, String)>,
+    /// `resourceVersion` of `oldObject`: the stored version the verdict was judged against.
+    pub judged_version: Option<String>,
+    /// `resourceVersion` of `object`: the version the writer named, if any.
+    pub sent_version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,9 +132,9 @@ fn status_of(object: &Value) -> Result<Option<&Status>, ()> {
 }
 
 /// Reads a request; `Err` is the verdict to answer directly (ignored or malformed).
-fn read<'r>(
+fn read<'r, K: ReviewObject>(
     policy: &Policy,
-    req: &'r AdmissionRequest<DynamicObject>,
+    req: &'r AdmissionRequest<K>,
 ) -> Result<Input<'r>, Box<Verdict>> {
     let dry_run = req.dry_run;
     if req.operation != Operation::Update
@@ -145,8 +149,12 @@ fn read<'r>(
     let user = req.user_info.username.as_deref().unwrap_or("");
     let groups: &[String] = req.user_info.groups.as_deref().unwrap_or(&[]);
     let writer = policy.writer(user, groups);
-    let object_name = |o: Option<&DynamicObject>| {
-        o.and_then(|o| o.metadata.name.clone())
+    let version = |o: Option<&K>| {
+        o.and_then(|o| o.meta().resource_version.clone())
+            .filter(|v| !v.is_empty())
+    };
+    let object_name = |o: Option<&K>| {
+        o.and_then(|o| o.meta().name.clone())
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| req.name.clone())
     };
@@ -159,10 +167,12 @@ fn read<'r>(
         kind: req.kind.kind.clone(),
         namespace: req.namespace.clone().filter(|n| !n.is_empty()),
         name: object_name(req.object.as_ref()),
-        uid: req.object.as_ref().and_then(|o| o.metadata.uid.clone()),
+        uid: req.object.as_ref().and_then(|o| o.meta().uid.clone()),
         user: user.to_string(),
         writers: policy.writers.names(writer.roles),
         transition: None,
+        judged_version: version(req.old_object.as_ref()),
+        sent_version: version(req.object.as_ref()),
     };
     let (Some(object), Some(old_object)) = (req.object.as_ref(), req.old_object.as_ref()) else {
         let missing = if req.object.is_none() {
@@ -182,7 +192,7 @@ fn read<'r>(
             dry_run,
         )));
     };
-    let Ok(new) = status_of(&object.data) else {
+    let Ok(new) = status_of(object.body()) else {
         let message = format!("{}: status must be an object", subject_line(&subject));
         return Err(Box::new(Verdict::deny(
             DenyReason::InvalidStatus,
@@ -192,11 +202,11 @@ fn read<'r>(
         )));
     };
     // A stored status that is not an object cannot be merged with; treat it as empty.
-    let old = status_of(&old_object.data).ok().flatten();
+    let old = status_of(old_object.body()).ok().flatten();
     Ok(Input {
         old,
         new,
-        object: &object.data,
+        object: object.body(),
         writer,
         subject,
         dry_run,
@@ -220,7 +230,11 @@ fn writer_line(s: &Subject) -> String {
 }
 
 /// The mutating endpoint: combine the writer's status with the stored one (spec section 4).
-pub fn mutate(policy: &Policy, req: &AdmissionRequest<DynamicObject>, now: Timestamp) -> Verdict {
+pub fn mutate<K: ReviewObject>(
+    policy: &Policy,
+    req: &AdmissionRequest<K>,
+    now: Timestamp,
+) -> Verdict {
     let input = match read(policy, req) {
         Ok(input) => input,
         Err(verdict) => return *verdict,
@@ -252,8 +266,18 @@ pub fn mutate(policy: &Policy, req: &AdmissionRequest<DynamicObject>, now: Times
     }
 }
 
+/// The status fields [`validate`] reads; everything else in a status is never looked at, so the
+/// HTTP handler builds only these (`policy::object::RawStatusObject::keep`). A new check in
+/// `validate` that reads another status field must add it here.
+pub fn validate_reads(policy: &Policy) -> [&str; 2] {
+    [
+        policy.phases.field.as_str(),
+        policy.config.block_clearance.field.as_str(),
+    ]
+}
+
 /// The validating endpoint: the phase move (spec section 3) and the clearance rules.
-pub fn validate(policy: &Policy, req: &AdmissionRequest<DynamicObject>) -> Verdict {
+pub fn validate<K: ReviewObject>(policy: &Policy, req: &AdmissionRequest<K>) -> Verdict {
     let Input {
         old,
         new,
@@ -267,9 +291,11 @@ pub fn validate(policy: &Policy, req: &AdmissionRequest<DynamicObject>) -> Verdi
     };
     let phases = &policy.phases;
     let from = phases.current(PhaseValue::read(old, &phases.field));
+    // Phase values come from writers: shown escaped, so that a message stays on one line.
+    let shown_from = from.escape_debug();
     let Some(to) = phases.requested(from, PhaseValue::read(new, &phases.field)) else {
         let message = format!(
-            "{}: status.{} sent by {} must be a string, one of {}; the stored phase is {from}{}",
+            "{}: status.{} sent by {} must be a string, one of {}; the stored phase is {shown_from}{}",
             subject_line(&subject),
             phases.field,
             writer_line(&subject),
@@ -280,12 +306,13 @@ pub fn validate(policy: &Policy, req: &AdmissionRequest<DynamicObject>) -> Verdi
         );
         return Verdict::deny(DenyReason::UnknownPhase, message, subject, dry_run);
     };
+    let shown_to = to.escape_debug();
     if from != to {
         subject.transition = Some((from.to_string(), to.to_string()));
         let owners = policy.field_owners(&phases.field);
         if !writer.roles.intersects(owners) {
             let message = format!(
-                "{}: {} may not move status.{} {from} → {to}; only {} may change the phase",
+                "{}: {} may not move status.{} {shown_from} → {shown_to}; only {} may change the phase",
                 subject_line(&subject),
                 writer_line(&subject),
                 phases.field,
@@ -302,7 +329,7 @@ pub fn validate(policy: &Policy, req: &AdmissionRequest<DynamicObject>) -> Verdi
             // target is not a phase at all.
             let (what, hint) = match (&err, legal_moves(policy, from)) {
                 (TransitionError::UnknownPhase { .. }, Some(moves)) => (
-                    format!("{} ({from} → {to})", err.what()),
+                    format!("{} ({shown_from} → {shown_to})", err.what()),
                     format!("{}; {moves}", err.hint()),
                 ),
                 _ => (err.what(), err.hint()),
@@ -359,6 +386,20 @@ fn clearance_problem(
     }
     fn attribution<'s>(m: Option<&'s Status>, field: &str) -> Option<&'s str> {
         m.and_then(|m| m.get(field)).and_then(Value::as_str)
+    }
+    // A clearance that is not an object can say neither why nor by whom: refused, unless it is
+    // the stored value unchanged (absent or null removes a clearance, which its owner may do).
+    fn raw<'s>(s: Option<&'s Status>, field: &str) -> Option<&'s Value> {
+        s.and_then(|s| s.get(field)).filter(|v| !v.is_null())
+    }
+    if let Some(sent) = raw(new, &bc.field)
+        && !sent.is_object()
+        && raw(old, &bc.field) != Some(sent)
+    {
+        return Some(format!(
+            "status.{} must be an object with a {}",
+            bc.field, bc.reason
+        ));
     }
     let (old_bc, new_bc) = (get(old, &bc.field), get(new, &bc.field)?);
     if old_bc == Some(new_bc) {

@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use super::metrics::{Endpoint, Metrics, Outcome};
 use crate::policy::Policy;
+use crate::policy::object::{RawStatusObject, StatusObject};
 use crate::policy::review::{self, Decision, Verdict};
 
 /// Receives each verdict after its answer is built (events, rejection conditions). It must not
@@ -89,7 +90,16 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 
 /// Parses an AdmissionReview; the error is the message for a 400.
 pub fn parse_review(bytes: &[u8]) -> Result<AdmissionRequest<DynamicObject>, String> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(bytes)
+    parse_review_as(bytes)
+}
+
+/// Parses an AdmissionReview with objects of type `K`: the handler reads [`StatusObject`]s,
+/// which skip what the review never reads (spec, managedFields, ...) while parsing.
+pub fn parse_review_as<K>(bytes: &[u8]) -> Result<AdmissionRequest<K>, String>
+where
+    K: kube::core::Resource + serde::de::DeserializeOwned,
+{
+    let review: AdmissionReview<K> = serde_json::from_slice(bytes)
         .map_err(|e| format!("the body is not a readable AdmissionReview: {e}"))?;
     if review.types.api_version != "admission.k8s.io/v1" || review.types.kind != "AdmissionReview" {
         return Err(format!(
@@ -97,13 +107,58 @@ pub fn parse_review(bytes: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Str
             review.types.api_version, review.types.kind
         ));
     }
-    let request: AdmissionRequest<DynamicObject> = review
+    let request: AdmissionRequest<K> = review
         .try_into()
         .map_err(|_| "the AdmissionReview has no request".to_string())?;
     if request.uid.is_empty() {
         return Err("the AdmissionReview request has no uid".into());
     }
     Ok(request)
+}
+
+/// Parses a review the way `endpoint` reads it: /mutate builds whole statuses, /validate only
+/// the status fields it reads (`review::validate_reads`); both skip the rest of the objects.
+pub fn parse_for(
+    endpoint: Endpoint,
+    policy: &Policy,
+    bytes: &[u8],
+) -> Result<AdmissionRequest<StatusObject>, String> {
+    match endpoint {
+        Endpoint::Mutate => parse_review_as::<StatusObject>(bytes),
+        Endpoint::Validate => {
+            let raw = parse_review_as::<RawStatusObject>(bytes)?;
+            keep_status_fields(raw, &review::validate_reads(policy))
+        }
+    }
+}
+
+fn keep_status_fields(
+    r: AdmissionRequest<RawStatusObject>,
+    keep: &[&str],
+) -> Result<AdmissionRequest<StatusObject>, String> {
+    let convert = |o: Option<RawStatusObject>| {
+        o.map(|o| o.keep(Some(keep)))
+            .transpose()
+            .map_err(|e| format!("the body is not a readable AdmissionReview: {e}"))
+    };
+    Ok(AdmissionRequest {
+        types: r.types,
+        uid: r.uid,
+        kind: r.kind,
+        resource: r.resource,
+        sub_resource: r.sub_resource,
+        request_kind: r.request_kind,
+        request_resource: r.request_resource,
+        request_sub_resource: r.request_sub_resource,
+        name: r.name,
+        namespace: r.namespace,
+        operation: r.operation,
+        user_info: r.user_info,
+        object: convert(r.object)?,
+        old_object: convert(r.old_object)?,
+        dry_run: r.dry_run,
+        options: r.options,
+    })
 }
 
 /// The AdmissionReview we answer. kube-core's `AdmissionResponse` serialises the patch as an
@@ -198,7 +253,8 @@ async fn admit(state: &AppState, endpoint: Endpoint, headers: &HeaderMap, body: 
         }
     };
     let _timer = state.metrics.timer(endpoint);
-    let request = match parse_review(&bytes) {
+    let policy = state.policy.load();
+    let request = match parse_for(endpoint, &policy, &bytes) {
         Ok(request) => request,
         Err(message) => {
             state.metrics.request(endpoint, Outcome::Invalid);
@@ -206,7 +262,6 @@ async fn admit(state: &AppState, endpoint: Endpoint, headers: &HeaderMap, body: 
             return plain(StatusCode::BAD_REQUEST, message);
         }
     };
-    let policy = state.policy.load();
     let verdict = match endpoint {
         Endpoint::Mutate => review::mutate(&policy, &request, Timestamp::now()),
         Endpoint::Validate => review::validate(&policy, &request),
@@ -230,7 +285,7 @@ async fn admit(state: &AppState, endpoint: Endpoint, headers: &HeaderMap, body: 
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn log_verdict(endpoint: Endpoint, request: &AdmissionRequest<DynamicObject>, verdict: &Verdict) {
+fn log_verdict(endpoint: Endpoint, request: &AdmissionRequest<StatusObject>, verdict: &Verdict) {
     let s = &verdict.subject;
     match &verdict.decision {
         Decision::Deny(d) => tracing::info!(
@@ -241,7 +296,8 @@ fn log_verdict(endpoint: Endpoint, request: &AdmissionRequest<DynamicObject>, ve
             user = %s.user,
             reason = d.reason.as_str(),
             dry_run = verdict.dry_run,
-            message = %d.message,
+            // Not `message`: the JSON log flattens fields next to the event's own message.
+            detail = %d.message,
             "denied"
         ),
         _ if !verdict.corrections.is_empty() => tracing::info!(
@@ -259,5 +315,67 @@ fn log_verdict(endpoint: Endpoint, request: &AdmissionRequest<DynamicObject>, ve
             ignored = verdict.ignored,
             "allowed"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::fixtures::{self, CASES, Size};
+    use crate::config::Config;
+
+    /// Every review the tests and the benchmark know: the lean parses must judge exactly as a
+    /// parse into `DynamicObject`s does.
+    fn reviews() -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        for entry in std::fs::read_dir(&dir).expect("tests/data") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "json") {
+                out.push((
+                    path.display().to_string(),
+                    std::fs::read(&path).expect("read"),
+                ));
+            }
+        }
+        for size in [Size::Small, Size::Large] {
+            for case in CASES {
+                let body = serde_json::to_vec(&fixtures::review(case, size)).expect("json");
+                out.push((format!("{}/{}", case.as_str(), size.as_str()), body));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lean_parses_judge_like_dynamic_objects() {
+        let policy = Policy::new(Config::default()).expect("policy");
+        let now: Timestamp = "2026-03-01T12:00:00Z".parse().expect("time");
+        for (name, body) in reviews() {
+            let full = parse_review(&body);
+            let Ok(full) = full else {
+                assert!(
+                    parse_for(Endpoint::Validate, &policy, &body).is_err(),
+                    "{name}"
+                );
+                assert!(
+                    parse_for(Endpoint::Mutate, &policy, &body).is_err(),
+                    "{name}"
+                );
+                continue;
+            };
+            let validate = parse_for(Endpoint::Validate, &policy, &body).expect("validate parse");
+            assert_eq!(
+                review::validate(&policy, &validate),
+                review::validate(&policy, &full),
+                "{name}"
+            );
+            let mutate = parse_for(Endpoint::Mutate, &policy, &body).expect("mutate parse");
+            assert_eq!(
+                review::mutate(&policy, &mutate, now),
+                review::mutate(&policy, &full, now),
+                "{name}"
+            );
+        }
     }
 }

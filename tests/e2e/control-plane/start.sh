@@ -6,6 +6,8 @@
 #
 # Binaries: $WFE_K8S_BIN_DIR if set, otherwise whatever build.sh prints (cached).
 # Extra kube-apiserver flags: $WFE_KUBE_APISERVER_EXTRA_ARGS (word-split).
+# Owner: with $WFE_OWNER_PID set, a detached watchdog runs stop.sh once that pid is gone (the
+# test process was killed before it could stop the plane); its log is logs/watchdog.log.
 #
 # Writes into <workdir>:
 #   env          shell-sourceable exports (see the end of this file for the names)
@@ -194,6 +196,24 @@ ETCD_URL="http://127.0.0.1:$ETCD_PORT"
 ETCD_PID=$!
 started=1
 echo "$ETCD_PID" >"$WD/pids"
+
+# Owner watchdog: when $WFE_OWNER_PID (e.g. the test process) disappears without running
+# stop.sh (killed, crashed), stop the control plane instead of leaving it orphaned. It ends by
+# itself once stop.sh has run (no pids file). Detached from our stdout/stderr so that a caller
+# reading our output to EOF does not wait for it.
+if [[ -n "${WFE_OWNER_PID:-}" ]]; then
+  [[ "$WFE_OWNER_PID" =~ ^[0-9]+$ ]] || die "WFE_OWNER_PID must be a pid, got $WFE_OWNER_PID"
+  kill -0 "$WFE_OWNER_PID" 2>/dev/null || die "WFE_OWNER_PID $WFE_OWNER_PID is not running"
+  (
+    trap '' INT HUP
+    while [[ -f "$WD/pids" ]] && kill -0 "$WFE_OWNER_PID" 2>/dev/null; do sleep 1; done
+    if [[ -f "$WD/pids" ]]; then
+      echo "watchdog: owner pid $WFE_OWNER_PID is gone; stopping the control plane"
+      "$here/stop.sh" "$WD"
+    fi
+  ) </dev/null >>"$LOGS/watchdog.log" 2>&1 &
+  log "watchdog: the control plane stops when pid $WFE_OWNER_PID exits"
+fi
 
 deadline=$((SECONDS + 30))
 until curl -fsS "$ETCD_URL/health" 2>/dev/null | grep -q '"health":"true"'; do

@@ -1,0 +1,516 @@
+//! Rows through the real kube-apiserver (tests/e2e/control-plane): status-update latency and
+//! throughput with (a) no admission, (b) the phase transitions as a CRD CEL rule on `oldSelf`,
+//! (c) our two webhooks, served in this process and registered by URL. The three modes use
+//! three copies of the CRD under different groups, so their rounds can be interleaved.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use base64::Engine as _;
+use kube::Client;
+use kube::api::{Api, ApiResource, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::DynamicObject;
+use serde_json::{Value, json};
+
+use super::fixtures::{self, Size};
+
+pub const K8S_VERSION: &str = "v1.37.2";
+const NAMESPACE: &str = "kubernaut-system";
+
+/// The cached control-plane binaries, when build.sh has run on this machine.
+pub fn cached_binaries() -> Option<PathBuf> {
+    let base = std::env::var_os("WFE_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/wfe-admission"))
+        })?;
+    let dir = base.join(format!("k8s-{K8S_VERSION}"));
+    (dir.join("kube-apiserver").is_file() && dir.join("etcd").is_file()).then_some(dir)
+}
+
+/// A started control plane; stopped on drop.
+pub struct ControlPlane {
+    pub workdir: PathBuf,
+    scripts: PathBuf,
+    pub url: String,
+    pub ca_file: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub controller_token: String,
+    pub start_ms: f64,
+}
+
+impl ControlPlane {
+    pub fn start(repo: &Path, bin_dir: &Path) -> anyhow::Result<Self> {
+        let scripts = repo.join("tests/e2e/control-plane");
+        let workdir = std::env::temp_dir().join(format!("wfe-bench-cp-{}", std::process::id()));
+        std::fs::create_dir_all(&workdir)?;
+        let log = std::fs::File::create(workdir.join("start.log"))?;
+        let started = Instant::now();
+        let status = std::process::Command::new("bash")
+            .arg(scripts.join("start.sh"))
+            .arg(&workdir)
+            .env("WFE_K8S_BIN_DIR", bin_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .status()
+            .context("start.sh")?;
+        let start_ms = started.elapsed().as_secs_f64() * 1e3;
+        let mut cp = Self {
+            workdir: workdir.clone(),
+            scripts,
+            url: String::new(),
+            ca_file: PathBuf::new(),
+            kubeconfig: PathBuf::new(),
+            controller_token: String::new(),
+            start_ms,
+        };
+        if !status.success() {
+            return Err(anyhow!(
+                "start.sh failed; see {}",
+                workdir.join("start.log").display()
+            ));
+        }
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(r#". "$1/env" && printf '%s\n' "$KUBE_APISERVER_URL" "$KUBE_CA_FILE" "$KUBECONFIG" "$WFE_TOKEN_CONTROLLER""#)
+            .arg("_")
+            .arg(&workdir)
+            .output()?;
+        let text = String::from_utf8(out.stdout)?;
+        let lines: Vec<&str> = text.lines().collect();
+        let [url, ca, kubeconfig, token] = lines[..] else {
+            return Err(anyhow!("cannot read {}/env", workdir.display()));
+        };
+        cp.url = url.to_string();
+        cp.ca_file = PathBuf::from(ca);
+        cp.kubeconfig = PathBuf::from(kubeconfig);
+        cp.controller_token = token.to_string();
+        Ok(cp)
+    }
+
+    pub async fn admin(&self) -> anyhow::Result<Client> {
+        let file = Kubeconfig::read_from(&self.kubeconfig)?;
+        let config =
+            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await?;
+        Ok(Client::try_from(config)?)
+    }
+
+    pub fn controller(&self) -> anyhow::Result<Client> {
+        let mut config = kube::Config::new(self.url.parse()?);
+        config.root_cert_file = Some(self.ca_file.clone());
+        config.default_namespace = NAMESPACE.into();
+        config.headers.push((
+            axum::http::header::AUTHORIZATION,
+            format!("Bearer {}", self.controller_token).parse()?,
+        ));
+        Ok(Client::try_from(config)?)
+    }
+
+    pub fn ca_pem(&self) -> anyhow::Result<String> {
+        Ok(std::fs::read_to_string(&self.ca_file)?)
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(self.scripts.join("stop.sh"))
+            .arg(&self.workdir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.workdir);
+    }
+}
+
+/// One of the three admission modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    None,
+    Cel,
+    Webhooks,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::None, Mode::Cel, Mode::Webhooks];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::None => "(a) no admission",
+            Mode::Cel => "(b) CRD CEL transition rule",
+            Mode::Webhooks => "(c) wfe-admission webhooks",
+        }
+    }
+
+    pub fn group(self) -> &'static str {
+        match self {
+            Mode::None => "plain.bench.kubernaut.ai",
+            Mode::Cel => "cel.bench.kubernaut.ai",
+            Mode::Webhooks => "kubernaut.ai",
+        }
+    }
+
+    pub fn resource(self) -> ApiResource {
+        ApiResource {
+            group: self.group().into(),
+            version: "v1alpha1".into(),
+            api_version: format!("{}/v1alpha1", self.group()),
+            kind: "WorkflowExecution".into(),
+            plural: "workflowexecutions".into(),
+        }
+    }
+}
+
+/// The transition rule of SPEC section 3 in CEL (an absent phase is Pending / keeps the old one).
+pub const CEL_RULE: &str = "!has(self.phase) || self.phase == (has(oldSelf.phase) ? oldSelf.phase : 'Pending') || ((!has(oldSelf.phase) || oldSelf.phase == 'Pending') && self.phase in ['Running', 'Failed']) || (has(oldSelf.phase) && oldSelf.phase == 'Running' && self.phase in ['Completed', 'Failed'])";
+
+fn ssa() -> PatchParams {
+    PatchParams::apply("wfe-bench").force()
+}
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: if group.is_empty() {
+            version.into()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+async fn apply(client: &Client, ar: &ApiResource, object: Value) -> anyhow::Result<()> {
+    let name = object["metadata"]["name"]
+        .as_str()
+        .ok_or_else(|| anyhow!("object without a name"))?
+        .to_string();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+    api.patch(&name, &ssa(), &Patch::Apply(&object))
+        .await
+        .with_context(|| format!("apply {} {name}", ar.kind))?;
+    Ok(())
+}
+
+/// Installs the three CRDs and the RBAC that lets the controller write the bench groups.
+pub async fn install(admin: &Client, repo: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(repo.join("tests/e2e/manifests/crd.yaml"))?;
+    let base: Value = serde_saphyr::from_str(&text).context("crd.yaml")?;
+    let crd_ar = resource(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+    );
+    for mode in Mode::ALL {
+        let mut crd = base.clone();
+        crd["metadata"] = json!({"name": format!("workflowexecutions.{}", mode.group())});
+        crd["spec"]["group"] = json!(mode.group());
+        crd["apiVersion"] = json!("apiextensions.k8s.io/v1");
+        crd["kind"] = json!("CustomResourceDefinition");
+        if mode == Mode::Cel {
+            let status = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+                ["status"];
+            status["x-kubernetes-validations"] = json!([{
+                "rule": CEL_RULE,
+                "message": "illegal phase transition",
+                "reason": "FieldValueForbidden",
+            }]);
+        }
+        apply(admin, &crd_ar, crd).await?;
+    }
+    let role_ar = resource(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+    );
+    apply(
+        admin,
+        &role_ar,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "wfe-bench"},
+            "rules": [{"apiGroups": [Mode::None.group(), Mode::Cel.group(), Mode::Webhooks.group()],
+                "resources": ["workflowexecutions", "workflowexecutions/status"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch"]}]}),
+    )
+    .await?;
+    let binding_ar = resource(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+    );
+    apply(
+        admin,
+        &binding_ar,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "wfe-bench"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "wfe-bench"},
+            "subjects": [{"kind": "User", "name": fixtures::CONTROLLER}]}),
+    )
+    .await?;
+    // Wait until every group is served.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for mode in Mode::ALL {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(admin.clone(), NAMESPACE, &mode.resource());
+        loop {
+            match api.list(&Default::default()).await {
+                Ok(_) => break,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => return Err(anyhow!("{} not served: {e}", mode.group())),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates `name` in `mode`'s group (as admin) and puts its status in Running (as controller).
+pub async fn create_object(
+    admin: &Client,
+    controller: &Client,
+    mode: Mode,
+    name: &str,
+) -> anyhow::Result<DynamicObject> {
+    let ar = mode.resource();
+    let mut object = fixtures::object(Size::Small, Value::Null);
+    if let Some(m) = object.as_object_mut() {
+        m.remove("status");
+    }
+    object["apiVersion"] = json!(ar.api_version);
+    object["metadata"] = json!({"name": name, "namespace": NAMESPACE});
+    let obj: DynamicObject = serde_json::from_value(object)?;
+    let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), NAMESPACE, &ar);
+    let created = match api.create(&PostParams::default(), &obj).await {
+        Ok(o) => o,
+        Err(kube::Error::Api(e)) if e.code == 409 => api.get(name).await?,
+        Err(e) => return Err(e.into()),
+    };
+    let mut with_status = created;
+    with_status.data["status"] = fixtures::statuses(fixtures::Case::Progress, Size::Small).0;
+    let capi: Api<DynamicObject> = Api::namespaced_with(controller.clone(), NAMESPACE, &ar);
+    let mut current = with_status.clone();
+    for _ in 0..3 {
+        match capi
+            .replace_status(name, &PostParams::default(), &current)
+            .await
+        {
+            Ok(o) => return Ok(o),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let mut fresh = capi.get_status(name).await?;
+                fresh.data["status"] = with_status.data["status"].clone();
+                current = fresh;
+            }
+            Err(e) => return Err(anyhow!("initial status of {name} in {}: {e}", mode.group())),
+        }
+    }
+    Err(anyhow!("initial status of {name}: conflicts"))
+}
+
+/// One status update as the controller (a progress write, phase unchanged). Returns the stored
+/// object for the next write.
+async fn update(
+    api: &Api<DynamicObject>,
+    mut object: DynamicObject,
+    i: u64,
+) -> anyhow::Result<DynamicObject> {
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let status = &mut object.data["status"];
+    status["executionStatus"]["completedTasks"] = json!(i % 4);
+    status["executionStatus"]["message"] = json!(format!("progress report {i}"));
+    if let Some(c) = status["conditions"].get_mut(2) {
+        c["message"] = json!(format!("progress report {i}"));
+    }
+    match api
+        .replace_status(&name, &PostParams::default(), &object)
+        .await
+    {
+        Ok(o) => Ok(o),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(api.get_status(&name).await?),
+        Err(e) => Err(anyhow!("status update of {name}: {e}")),
+    }
+}
+
+/// `n` sequential updates of one object; their latencies in nanoseconds.
+pub async fn sequential(
+    controller: &Client,
+    mode: Mode,
+    object: DynamicObject,
+    n: u64,
+) -> anyhow::Result<(Vec<u64>, DynamicObject)> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(controller.clone(), NAMESPACE, &mode.resource());
+    let mut latencies = Vec::with_capacity(n as usize);
+    let mut object = object;
+    for i in 0..n {
+        let t = Instant::now();
+        object = update(&api, object, i).await?;
+        latencies.push(t.elapsed().as_nanos() as u64);
+    }
+    Ok((latencies, object))
+}
+
+/// Updates per second with one writer per object, all objects at once, for `window`.
+pub async fn throughput(
+    controller: &Client,
+    mode: Mode,
+    objects: Vec<DynamicObject>,
+    window: Duration,
+) -> anyhow::Result<(f64, Vec<DynamicObject>)> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(controller.clone(), NAMESPACE, &mode.resource());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for object in objects {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut object = object;
+            let mut n = 0u64;
+            while start.elapsed() < window {
+                object = update(&api, object, n).await?;
+                n += 1;
+            }
+            Ok::<_, anyhow::Error>((n, object))
+        }));
+    }
+    let mut total = 0;
+    let mut objects = Vec::new();
+    for t in tasks {
+        let (n, o) = t.await??;
+        total += n;
+        objects.push(o);
+    }
+    Ok((total as f64 / start.elapsed().as_secs_f64(), objects))
+}
+
+/// Registers both webhooks for `kubernaut.ai` at `https://127.0.0.1:port`, then waits until
+/// the API server calls them (an illegal dry-run move is denied).
+pub async fn register_webhooks(
+    admin: &Client,
+    controller: &Client,
+    port: u16,
+    ca_pem: &str,
+    probe: &DynamicObject,
+) -> anyhow::Result<()> {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let rules = json!([{"apiGroups": ["kubernaut.ai"], "apiVersions": ["*"],
+        "operations": ["UPDATE"], "resources": ["workflowexecutions/status"], "scope": "Namespaced"}]);
+    let hook = |path: &str, name: &str| {
+        json!({"name": name, "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
+            "failurePolicy": "Fail", "matchPolicy": "Equivalent", "timeoutSeconds": 5,
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca},
+            "rules": rules})
+    };
+    let mut mutating = hook("/mutate", "mutate.wfe-admission.kubernaut.ai");
+    mutating["reinvocationPolicy"] = json!("IfNeeded");
+    apply(
+        admin,
+        &resource(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+        ),
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "wfe-bench"}, "webhooks": [mutating]}),
+    )
+    .await?;
+    apply(
+        admin,
+        &resource(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+        ),
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "wfe-bench"},
+            "webhooks": [hook("/validate", "validate.wfe-admission.kubernaut.ai")]}),
+    )
+    .await?;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(controller.clone(), NAMESPACE, &Mode::Webhooks.resource());
+    let name = probe.metadata.name.clone().unwrap_or_default();
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut illegal = api.get_status(&name).await?;
+        illegal.data["status"]["phase"] = json!("Pending");
+        match api.replace_status(&name, &dry_run, &illegal).await {
+            Err(kube::Error::Api(e)) if e.message.contains("Running → Pending") => return Ok(()),
+            _ if Instant::now() > deadline => {
+                return Err(anyhow!("the webhooks were not called within 30 s"));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// `<name>_sum` and `<name>_count` of a Prometheus histogram, summed over the series whose
+/// labels contain `filter`.
+pub fn histogram_totals(text: &str, name: &str, filter: &str) -> (f64, f64) {
+    let total = |suffix: &str| -> f64 {
+        let metric = format!("{name}_{suffix}");
+        text.lines()
+            .filter(|l| {
+                l.starts_with(&metric)
+                    && l[metric.len()..].starts_with(['{', ' '])
+                    && l.contains(filter)
+            })
+            .filter_map(|l| l.rsplit(' ').next())
+            .filter_map(|v| v.parse::<f64>().ok())
+            .sum()
+    };
+    (total("sum"), total("count"))
+}
+
+/// Mean in milliseconds of the observations between two scrapes.
+pub fn mean_between_ms(before: (f64, f64), after: (f64, f64)) -> Option<f64> {
+    let (sum, count) = (after.0 - before.0, after.1 - before.1);
+    (count > 0.0).then(|| sum / count * 1e3)
+}
+
+pub const APISERVER_WEBHOOK_METRIC: &str = "apiserver_admission_webhook_admission_duration_seconds";
+pub const MUTATE_HOOK: &str = "mutate.wfe-admission.kubernaut.ai";
+pub const VALIDATE_HOOK: &str = "validate.wfe-admission.kubernaut.ai";
+
+/// The API server's metrics text.
+pub async fn apiserver_metrics(admin: &Client) -> String {
+    let Ok(request) = axum::http::Request::get("/metrics").body(Vec::new()) else {
+        return String::new();
+    };
+    admin.request_text(request).await.unwrap_or_default()
+}
+
+/// Deletes the webhook configurations (the control plane is thrown away anyway).
+pub async fn unregister_webhooks(admin: &Client) {
+    for (kind, plural) in [
+        (
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+        ),
+        (
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+        ),
+    ] {
+        let api: Api<DynamicObject> = Api::all_with(
+            admin.clone(),
+            &resource("admissionregistration.k8s.io", "v1", kind, plural),
+        );
+        let _ = api.delete("wfe-bench", &Default::default()).await;
+    }
+}

@@ -1,0 +1,130 @@
+//! The servers the throughput rows load, in this process on their own runtime: the real
+//! admission router (`server::start`) and the ceiling, the same TLS stack answering a
+//! precomputed AdmissionReview without parsing the request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::routing::post;
+use http_body_util::BodyExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::certgen::{self, Bundle, Validity};
+use crate::config::Config;
+use crate::policy::Policy;
+use crate::policy::object::StatusObject;
+use crate::server::admission::{parse_review, parse_review_as};
+
+/// What a ceiling server does with the body after reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parse {
+    /// Nothing: the ceiling.
+    None,
+    /// Parse it as /mutate does (whole statuses, the rest of the objects skipped).
+    Lean,
+    /// Parse the objects into `DynamicObject`s, as the handler did before (docs/benchmarks.md).
+    Dynamic,
+}
+use crate::server::metrics::Metrics;
+use crate::server::tls::{self, CertSource, CertStore};
+use crate::server::{self, Running, ServeOptions};
+
+/// Answers every POST with `answer` after draining (not parsing) the body, so that the
+/// connection stays reusable: what any handler on this stack must at least do.
+///
+/// With a [`Parse`] other than `None`, the body is also parsed (references for what parsing
+/// alone costs on this stack).
+pub fn ceiling_router(answer: Bytes, parse: Parse) -> Router {
+    let handler = move |body: Body| {
+        let answer = answer.clone();
+        async move {
+            if let Ok(collected) = body.collect().await {
+                let bytes = collected.to_bytes();
+                let ok = match parse {
+                    Parse::None => true,
+                    Parse::Lean => parse_review_as::<StatusObject>(&bytes).is_ok(),
+                    Parse::Dynamic => parse_review(&bytes).is_ok(),
+                };
+                std::hint::black_box(ok);
+            }
+            ([(header::CONTENT_TYPE, "application/json")], answer)
+        }
+    };
+    Router::new()
+        .route("/validate", post(handler.clone()))
+        .route("/mutate", post(handler))
+}
+
+/// A CA and a serving pair for 127.0.0.1 / localhost.
+pub fn bundle() -> anyhow::Result<Bundle> {
+    certgen::generate(&certgen::default_hosts(), Validity::days(1)).context("certificates")
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+pub fn options(bundle: &Bundle) -> ServeOptions {
+    let mut options = ServeOptions::new(
+        loopback(),
+        loopback(),
+        CertSource::Memory {
+            cert: bundle.cert.clone(),
+            key: bundle.key.clone(),
+        },
+    );
+    options.shutdown_grace = std::time::Duration::from_secs(1);
+    options
+}
+
+/// The real webhook (default policy, no Events), as `serve` runs it.
+pub async fn start_admission(bundle: &Bundle) -> anyhow::Result<Running> {
+    let policy = Policy::new(Config::default()).context("default policy")?;
+    let running = server::start(
+        options(bundle),
+        Arc::new(ArcSwap::from_pointee(policy)),
+        Metrics::new(),
+        None,
+    )
+    .await?;
+    Ok(running)
+}
+
+/// The ceiling server: production rustls config and connection settings, canned answer.
+pub struct Ceiling {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Ceiling {
+    pub async fn start(bundle: &Bundle, answer: Bytes, parse: Parse) -> anyhow::Result<Self> {
+        let options = options(bundle);
+        let store = CertStore::new(options.cert.clone(), Metrics::new())?;
+        let config = tls::server_config(store, None)?;
+        let listener = TcpListener::bind(options.listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(server::serve_tls(
+            listener,
+            TlsAcceptor::from(config),
+            ceiling_router(answer, parse),
+            options,
+            stop_rx,
+        ));
+        Ok(Self { addr, stop, task })
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}

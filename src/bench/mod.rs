@@ -1,0 +1,425 @@
+//! `wfe-bench`: every figure beside a reference measured in the same run.
+//!
+//! The throughput rows load the real admission router and the *ceiling* (the same TLS stack
+//! answering a precomputed AdmissionReview without parsing the request) one after the other,
+//! in the same process, so that their ratio survives a noisy machine. The memory and start
+//! rows run the real binary as a child process; the end-to-end rows go through a real
+//! kube-apiserver when its binaries are cached; the status-manager rows count API writes.
+
+pub mod e2e;
+pub mod fixtures;
+pub mod inproc;
+pub mod load;
+pub mod policy;
+pub mod process;
+pub mod report;
+pub mod statusmgr;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use axum::body::Bytes;
+
+use load::{LoadResult, LoadSpec, Proto, Req, Target};
+use report::{E2eRow, Report, ThroughputRow};
+
+/// Whether to run the kube-apiserver rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum E2e {
+    /// When the control-plane binaries are cached, and not with `--quick`.
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub quick: bool,
+    pub e2e: E2e,
+    pub out: PathBuf,
+    pub server_bin: Option<PathBuf>,
+    /// The repository (for the control-plane scripts and the CRD).
+    pub repo: PathBuf,
+    /// Only the throughput rows whose `"<endpoint> <protocol> c=<n>"` contains this (the
+    /// ceiling always runs); for profiling one row.
+    pub only: Option<String>,
+}
+
+/// Durations of one mode.
+struct Plan {
+    warmup: Duration,
+    window: Duration,
+    policy_budget: Duration,
+    status_updates: usize,
+    e2e_sequential: u64,
+    e2e_rounds: u64,
+    e2e_window: Duration,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                warmup: Duration::from_millis(50),
+                window: Duration::from_millis(150),
+                policy_budget: Duration::from_millis(100),
+                status_updates: 8,
+                e2e_sequential: 20,
+                e2e_rounds: 2,
+                e2e_window: Duration::from_millis(500),
+            }
+        } else {
+            Self {
+                warmup: Duration::from_millis(400),
+                window: Duration::from_secs(2),
+                policy_budget: Duration::from_secs(1),
+                status_updates: 48,
+                e2e_sequential: 100,
+                e2e_rounds: 4,
+                e2e_window: Duration::from_secs(3),
+            }
+        }
+    }
+}
+
+pub const CONCURRENCY: [usize; 3] = [1, 16, 64];
+
+/// Reference rows: the ceiling plus parsing alone, the old way and the handler's way.
+pub const PARSE_BEFORE: &str = "ceiling + parse as DynamicObject (before)";
+pub const PARSE_NOW: &str = "ceiling + parse as /mutate does";
+
+fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .context("tokio runtime")
+}
+
+fn mix_for(path: &str) -> Arc<Vec<Req>> {
+    Arc::new(
+        fixtures::mix()
+            .into_iter()
+            .map(|(_, body)| Req {
+                path: path.to_string(),
+                body: Bytes::from(body),
+            })
+            .collect(),
+    )
+}
+
+/// Alternating /validate and /mutate, as the API server calls both for each write.
+fn mixed() -> Arc<Vec<Req>> {
+    Arc::new(
+        fixtures::mix()
+            .into_iter()
+            .flat_map(|(_, body)| {
+                let body = Bytes::from(body);
+                ["/validate", "/mutate"].map(|path| Req {
+                    path: path.to_string(),
+                    body: body.clone(),
+                })
+            })
+            .collect(),
+    )
+}
+
+fn check(what: &str, r: &LoadResult) -> anyhow::Result<()> {
+    match &r.first_error {
+        Some(e) if r.requests == 0 => Err(anyhow!("{what}: every request failed: {e}")),
+        _ => Ok(()),
+    }
+}
+
+/// Runs everything, prints the table and the summary line, writes the file.
+pub fn run(options: &Options) -> anyhow::Result<Report> {
+    let plan = Plan::new(options.quick);
+    let mut report = Report::new(options.quick);
+    let servers = runtime("bench-server")?;
+    let clients = runtime("bench-client")?;
+
+    // The policy step alone, before any thread is busy.
+    eprintln!("wfe-bench: policy step in process");
+    report.policy = policy::timings(plan.policy_budget)?;
+
+    // --- throughput: ceiling, /validate, /mutate, side by side ----------------------------
+    let bundle = inproc::bundle()?;
+    let admission = servers.block_on(inproc::start_admission(&bundle))?;
+    // The ceiling answers with what /validate answers for a legal progress update.
+    let answer = {
+        let policy = crate::policy::Policy::new(crate::config::Config::default())?;
+        let body = serde_json::to_vec(&fixtures::review(
+            fixtures::Case::Progress,
+            fixtures::Size::Small,
+        ))?;
+        let request =
+            crate::server::admission::parse_review_as::<crate::policy::object::StatusObject>(&body)
+                .map_err(|e| anyhow!(e))?;
+        let verdict = crate::policy::review::validate(&policy, &request);
+        Bytes::from(serde_json::to_vec(&crate::server::admission::respond(
+            &request.uid,
+            &verdict,
+        ))?)
+    };
+    let start = |parse| servers.block_on(inproc::Ceiling::start(&bundle, answer.clone(), parse));
+    let ceiling = start(inproc::Parse::None)?;
+    let parsing = start(inproc::Parse::Lean)?;
+    let parsing_before = start(inproc::Parse::Dynamic)?;
+    let admission_target = Target::new(admission.addr, &bundle.ca_cert)?;
+    let ceiling_target = Target::new(ceiling.addr, &bundle.ca_cert)?;
+    let parsing_target = Target::new(parsing.addr, &bundle.ca_cert)?;
+    let before_target = Target::new(parsing_before.addr, &bundle.ca_cert)?;
+    let wanted = |name: &str, proto: Proto, c: usize| {
+        options
+            .only
+            .as_deref()
+            .is_none_or(|only| format!("{name} {} c={c}", proto.as_str()).contains(only))
+    };
+    let (validate_mix, mutate_mix) = (mix_for("/validate"), mix_for("/mutate"));
+    for proto in [Proto::H1, Proto::H2] {
+        for c in CONCURRENCY {
+            let spec = LoadSpec {
+                proto,
+                concurrency: c,
+                warmup: plan.warmup,
+                window: plan.window,
+            };
+            eprintln!("wfe-bench: {} c={c}", proto.as_str());
+            let mut reference = f64::NAN;
+            for (name, target, mix) in [
+                ("ceiling", &ceiling_target, &validate_mix),
+                (PARSE_BEFORE, &before_target, &validate_mix),
+                (PARSE_NOW, &parsing_target, &validate_mix),
+                ("/validate", &admission_target, &validate_mix),
+                ("/mutate", &admission_target, &mutate_mix),
+            ] {
+                if !(name == "ceiling" || wanted(name, proto, c)) {
+                    continue;
+                }
+                let run = clients.block_on(load::run(target, &spec, Arc::clone(mix)))?;
+                check(name, &run)?;
+                if name == "ceiling" {
+                    reference = run.rps();
+                }
+                report
+                    .throughput
+                    .push(ThroughputRow::new(name, proto, c, &run, reference));
+            }
+        }
+    }
+    servers.block_on(ceiling.shutdown());
+    servers.block_on(parsing.shutdown());
+    servers.block_on(parsing_before.shutdown());
+    servers.block_on(admission.shutdown());
+
+    // --- the real binary: start, idle and peak memory --------------------------------------
+    eprintln!("wfe-bench: wfe-admission serve as a child process");
+    let binary = process::server_binary(options.server_bin.as_deref())?;
+    let spec = LoadSpec {
+        proto: Proto::H1,
+        concurrency: 64,
+        warmup: plan.warmup,
+        window: plan.window,
+    };
+    report.process = Some(clients.block_on(process::measure(&binary, &spec, mixed()))?);
+
+    // --- the kube-apiserver rows ----------------------------------------------------------
+    let bins = e2e::cached_binaries();
+    let want_e2e = match options.e2e {
+        E2e::On => true,
+        E2e::Off => false,
+        E2e::Auto => !options.quick && bins.is_some(),
+    };
+    let mut status_done = false;
+    if want_e2e {
+        let bins = bins.ok_or_else(|| {
+            anyhow!("--e2e: no cached kube-apiserver; run tests/e2e/control-plane/build.sh")
+        })?;
+        eprintln!("wfe-bench: starting the control plane");
+        let cp = e2e::ControlPlane::start(&options.repo, &bins)?;
+        let outcome = clients.block_on(run_e2e(&servers, &cp, &options.repo, &plan, &mut report));
+        drop(cp);
+        outcome?;
+        status_done = true;
+    }
+    if !status_done {
+        eprintln!("wfe-bench: status manager against the in-memory API");
+        let name = "wfe-bench-status";
+        let mut object = fixtures::object(
+            fixtures::Size::Small,
+            fixtures::statuses(fixtures::Case::Progress, fixtures::Size::Small).0,
+        );
+        object["metadata"]["name"] = serde_json::json!(name);
+        let rows = clients.block_on(async {
+            let (_client, api) = statusmgr::memory_api(name, object);
+            statusmgr::rows(
+                &api,
+                name,
+                &[1, 4, 16],
+                plan.status_updates,
+                "in-memory API (1 ms per call)",
+            )
+            .await
+        })?;
+        report.status = rows;
+    }
+    report.finish();
+    let text = report.markdown();
+    print!("{text}");
+    if let Some(dir) = options.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&options.out, &text)
+        .with_context(|| format!("write {}", options.out.display()))?;
+    println!("{}", report.summary());
+    drop(clients);
+    servers.shutdown_timeout(Duration::from_secs(1));
+    Ok(report)
+}
+
+fn percentile_ms(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[idx.min(sorted.len() - 1)] as f64 / 1e6
+}
+
+async fn run_e2e(
+    servers: &tokio::runtime::Runtime,
+    cp: &e2e::ControlPlane,
+    repo: &std::path::Path,
+    plan: &Plan,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    use e2e::Mode;
+    report.e2e_start_ms = Some(cp.start_ms);
+    let admin = cp.admin().await?;
+    let controller = cp.controller()?;
+    e2e::install(&admin, repo).await?;
+    // The webhooks, served by this process with a pair the API server trusts (its own CA).
+    let pki = cp.workdir.join("pki");
+    let ca_cert = std::fs::read_to_string(pki.join("ca.crt")).context("control-plane CA")?;
+    let ca_key = std::fs::read_to_string(pki.join("ca.key")).context("control-plane CA key")?;
+    let (cert, key) = crate::certgen::sign_with(
+        &ca_cert,
+        &ca_key,
+        &crate::certgen::default_hosts(),
+        crate::certgen::Validity::days(1),
+        false,
+    )?;
+    let bundle = crate::certgen::Bundle {
+        ca_cert: ca_cert.clone(),
+        ca_key,
+        cert,
+        key,
+    };
+    let webhook = servers
+        .spawn({
+            let bundle = bundle.clone();
+            async move { inproc::start_admission(&bundle).await }
+        })
+        .await??;
+    let writers = 8;
+    let mut singles = Vec::new();
+    let mut pools = Vec::new();
+    for mode in Mode::ALL {
+        singles.push(e2e::create_object(&admin, &controller, mode, "wfe-bench-0").await?);
+        let mut pool = Vec::new();
+        for w in 0..writers {
+            pool.push(
+                e2e::create_object(&admin, &controller, mode, &format!("wfe-bench-w{w}")).await?,
+            );
+        }
+        pools.push(pool);
+    }
+    let probe = e2e::create_object(&admin, &controller, Mode::Webhooks, "wfe-bench-probe").await?;
+    eprintln!("wfe-bench: registering the webhooks");
+    e2e::register_webhooks(&admin, &controller, webhook.addr.port(), &ca_cert, &probe).await?;
+
+    // Interleaved rounds: a, b, c, a, b, c, ... so that drift hits all three alike.
+    let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    let per_round = plan.e2e_sequential.div_ceil(plan.e2e_rounds);
+    // Warm every path (connections, informers, CEL compilation) first.
+    for (i, mode) in Mode::ALL.into_iter().enumerate() {
+        let (_, o) = e2e::sequential(&controller, mode, singles[i].clone(), 5).await?;
+        singles[i] = o;
+    }
+    let (api_before, ours_before) = (
+        e2e::apiserver_metrics(&admin).await,
+        webhook.metrics.encode(),
+    );
+    for round in 0..plan.e2e_rounds {
+        for (i, mode) in Mode::ALL.into_iter().enumerate() {
+            eprintln!("wfe-bench: e2e round {round} {}", mode.label());
+            let (l, o) = e2e::sequential(&controller, mode, singles[i].clone(), per_round).await?;
+            latencies[i].extend(l);
+            singles[i] = o;
+        }
+    }
+    let (api_after, ours_after) = (
+        e2e::apiserver_metrics(&admin).await,
+        webhook.metrics.encode(),
+    );
+    let mut rps = [0.0f64; 3];
+    for (i, mode) in Mode::ALL.into_iter().enumerate() {
+        let pool = std::mem::take(&mut pools[i]);
+        let (r, back) = e2e::throughput(&controller, mode, pool, plan.e2e_window).await?;
+        rps[i] = r;
+        pools[i] = back;
+    }
+    for (i, mode) in Mode::ALL.into_iter().enumerate() {
+        let l = &mut latencies[i];
+        l.sort_unstable();
+        let mean_s = l.iter().sum::<u64>() as f64 / l.len().max(1) as f64 / 1e9;
+        report.e2e.push(E2eRow {
+            mode: mode.label(),
+            updates: l.len() as u64,
+            p50_ms: percentile_ms(l, 0.5),
+            p99_ms: percentile_ms(l, 0.99),
+            rps_c1: if mean_s > 0.0 { 1.0 / mean_s } else { 0.0 },
+            rps_c8: rps[i],
+        });
+    }
+
+    let between = |before: &str, after: &str, metric: &str, filter: &str| {
+        e2e::mean_between_ms(
+            e2e::histogram_totals(before, metric, filter),
+            e2e::histogram_totals(after, metric, filter),
+        )
+    };
+    let api = |hook: &str| between(&api_before, &api_after, e2e::APISERVER_WEBHOOK_METRIC, hook);
+    report.e2e_apiserver_webhook_ms = api(e2e::MUTATE_HOOK).zip(api(e2e::VALIDATE_HOOK));
+    let ours = |endpoint: &str| {
+        between(
+            &ours_before,
+            &ours_after,
+            "wfe_admission_request_duration_seconds",
+            &format!("endpoint=\"{endpoint}\""),
+        )
+    };
+    report.e2e_handler_ms = ours("mutate").zip(ours("validate"));
+
+    // The status manager against the real API server (no admission on that group).
+    eprintln!("wfe-bench: status manager against the kube-apiserver");
+    let name = "wfe-bench-status";
+    e2e::create_object(&admin, &controller, Mode::None, name).await?;
+    let api: kube::Api<kube::core::DynamicObject> = kube::Api::namespaced_with(
+        controller.clone(),
+        "kubernaut-system",
+        &Mode::None.resource(),
+    );
+    report.status = statusmgr::rows(
+        &api,
+        name,
+        &[1, 4, 16],
+        plan.status_updates,
+        "kube-apiserver",
+    )
+    .await?;
+    e2e::unregister_webhooks(&admin).await;
+    let _ = servers.spawn(webhook.shutdown()).await;
+    Ok(())
+}

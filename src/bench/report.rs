@@ -1,0 +1,337 @@
+//! The Markdown table and the summary line.
+
+use std::fmt::Write as _;
+
+use super::load::{LoadResult, Proto};
+use super::policy::StepTiming;
+use super::process::ProcessFigures;
+use super::statusmgr::StatusRow;
+
+#[derive(Debug, Clone)]
+pub struct ThroughputRow {
+    pub name: &'static str,
+    pub proto: Proto,
+    pub concurrency: usize,
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub errors: u64,
+    pub ratio: f64,
+}
+
+impl ThroughputRow {
+    pub fn new(name: &'static str, proto: Proto, c: usize, r: &LoadResult, reference: f64) -> Self {
+        Self {
+            name,
+            proto,
+            concurrency: c,
+            rps: r.rps(),
+            p50_ms: r.quantile_ms(0.5),
+            p99_ms: r.quantile_ms(0.99),
+            p999_ms: r.quantile_ms(0.999),
+            errors: r.errors,
+            ratio: if reference > 0.0 {
+                r.rps() / reference
+            } else {
+                f64::NAN
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct E2eRow {
+    pub mode: &'static str,
+    pub updates: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub rps_c1: f64,
+    pub rps_c8: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub quick: bool,
+    pub started: String,
+    pub load_before: String,
+    pub load_after: String,
+    pub machine: String,
+    pub policy: Vec<StepTiming>,
+    pub throughput: Vec<ThroughputRow>,
+    pub process: Option<ProcessFigures>,
+    pub e2e: Vec<E2eRow>,
+    pub e2e_start_ms: Option<f64>,
+    /// Mean webhook call as the API server timed it (mutate, validate), ms.
+    pub e2e_apiserver_webhook_ms: Option<(f64, f64)>,
+    /// Mean handler time as the webhook timed it (mutate, validate), ms.
+    pub e2e_handler_ms: Option<(f64, f64)>,
+    pub status: Vec<StatusRow>,
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    format!("{cores} cores ({cpu}), {mem_gib:.1} GiB RAM")
+}
+
+fn f(x: f64, digits: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.digits$}")
+    } else {
+        "–".into()
+    }
+}
+
+impl Report {
+    pub fn new(quick: bool) -> Self {
+        Self {
+            quick,
+            started: jiff::Timestamp::now()
+                .strftime("%Y-%m-%d %H:%M UTC")
+                .to_string(),
+            load_before: loadavg(),
+            machine: machine(),
+            ..Self::default()
+        }
+    }
+
+    pub fn finish(&mut self) {
+        self.load_after = loadavg();
+    }
+
+    fn row(&self, name: &str, proto: Proto, c: usize) -> Option<&ThroughputRow> {
+        self.throughput
+            .iter()
+            .find(|r| r.name == name && r.proto == proto && r.concurrency == c)
+    }
+
+    /// The lower of the HTTP/1.1 and h2 ratios at c=64.
+    pub fn c64_ratio(&self, name: &str) -> f64 {
+        [Proto::H1, Proto::H2]
+            .iter()
+            .filter_map(|p| self.row(name, *p, 64).map(|r| r.ratio))
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// The worst p99 of /validate and /mutate at c=1, over both protocols.
+    pub fn p99_c1_ms(&self) -> f64 {
+        self.throughput
+            .iter()
+            .filter(|r| r.concurrency == 1 && r.name.starts_with('/'))
+            .map(|r| r.p99_ms)
+            .fold(0.0, f64::max)
+    }
+
+    pub fn e2e_added_p50_ms(&self) -> Option<f64> {
+        let none = self.e2e.iter().find(|r| r.mode.starts_with("(a)"))?;
+        let hooks = self.e2e.iter().find(|r| r.mode.starts_with("(c)"))?;
+        Some(hooks.p50_ms - none.p50_ms)
+    }
+
+    pub fn summary(&self) -> String {
+        let (peak, ready) = self
+            .process
+            .as_ref()
+            .map(|p| (p.peak_rss_kib as f64 / 1024.0, p.ready_ms))
+            .unwrap_or((f64::NAN, f64::NAN));
+        let mut line = format!(
+            "summary: validate_c64_ratio={} mutate_c64_ratio={} p99_c1_ms={} peak_rss_mib={} ready_ms={}",
+            f(self.c64_ratio("/validate"), 2),
+            f(self.c64_ratio("/mutate"), 2),
+            f(self.p99_c1_ms(), 3),
+            f(peak, 1),
+            f(ready, 1),
+        );
+        if let Some(added) = self.e2e_added_p50_ms() {
+            let _ = write!(line, " e2e_added_p50_ms={}", f(added, 3));
+        }
+        line
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let mode = if self.quick { "quick (smoke)" } else { "full" };
+        let _ = writeln!(s, "## wfe-bench: {mode} run, {}\n", self.started);
+        let _ = writeln!(
+            s,
+            "Machine: {}. Load average (1/5/15 min) at start {}, at end {}.\n",
+            self.machine, self.load_before, self.load_after
+        );
+        let _ = writeln!(
+            s,
+            "Objects: {} B (small, 6 conditions) and {} B (large, 10 conditions); reviews carry `object` and `oldObject`.\n",
+            super::fixtures::object_bytes(super::fixtures::Size::Small),
+            super::fixtures::object_bytes(super::fixtures::Size::Large),
+        );
+        let _ = writeln!(
+            s,
+            "### Admission over HTTPS, loopback, keep-alive (in-process server, own runtime)\n"
+        );
+        let _ = writeln!(
+            s,
+            "Ratio = req/s over the ceiling's req/s at the same protocol and concurrency, measured just before.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| endpoint | protocol | c | req/s | p50 ms | p99 ms | p99.9 ms | ratio to ceiling | errors |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &self.throughput {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.name,
+                r.proto.as_str(),
+                r.concurrency,
+                f(r.rps, 0),
+                f(r.p50_ms, 3),
+                f(r.p99_ms, 3),
+                f(r.p999_ms, 3),
+                f(r.ratio, 2),
+                r.errors
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n### Policy step in process (parse + decide + serialise the answer, mean over the 8-case mix)\n"
+        );
+        let _ = writeln!(
+            s,
+            "| object | review bytes | parse alone µs | /validate µs | /mutate µs | /validate µs, objects as DynamicObject | /mutate µs, objects as DynamicObject |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+        for p in &self.policy {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                p.size.as_str(),
+                p.review_bytes,
+                f(p.parse_us, 1),
+                f(p.validate_us, 1),
+                f(p.mutate_us, 1),
+                f(p.validate_dynamic_us, 1),
+                f(p.mutate_dynamic_us, 1)
+            );
+        }
+        if let Some(p) = &self.process {
+            let _ = writeln!(s, "\n### `wfe-admission serve` as a child process\n");
+            let _ = writeln!(
+                s,
+                "| spawn → /readyz 200 | idle RSS | peak RSS (VmHWM) under c=64 | req/s under that load (/validate + /mutate, http/1.1) | p99 ms |"
+            );
+            let _ = writeln!(s, "|---:|---:|---:|---:|---:|");
+            let _ = writeln!(
+                s,
+                "| {} ms | {} MiB | {} MiB | {} | {} |",
+                f(p.ready_ms, 1),
+                f(p.idle_rss_kib as f64 / 1024.0, 1),
+                f(p.peak_rss_kib as f64 / 1024.0, 1),
+                f(p.load.rps(), 0),
+                f(p.load.quantile_ms(0.99), 3),
+            );
+        }
+        if !self.e2e.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n### Status updates through kube-apiserver {} (controller token, PUT /status, progress write)\n",
+                super::e2e::K8S_VERSION
+            );
+            if let Some(ms) = self.e2e_start_ms {
+                let _ = writeln!(
+                    s,
+                    "Control plane started in {} ms. Rounds of (a), (b), (c) interleaved.\n",
+                    f(ms, 0)
+                );
+            }
+            let _ = writeln!(
+                s,
+                "| admission | updates | p50 ms | p99 ms | req/s (1 writer) | req/s (8 writers) | p50 added over (a) |"
+            );
+            let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+            let base = self.e2e.first().map(|r| r.p50_ms).unwrap_or(f64::NAN);
+            for r in &self.e2e {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    r.mode,
+                    r.updates,
+                    f(r.p50_ms, 3),
+                    f(r.p99_ms, 3),
+                    f(r.rps_c1, 0),
+                    f(r.rps_c8, 0),
+                    f(r.p50_ms - base, 3)
+                );
+            }
+        }
+        if let Some((m, v)) = self.e2e_apiserver_webhook_ms {
+            let _ = write!(
+                s,
+                "\nWhere (c)'s time goes, as means over the 1-writer rounds: the API server timed its call to /mutate at {} ms and to /validate at {} ms",
+                f(m, 3),
+                f(v, 3)
+            );
+            if let Some((hm, hv)) = self.e2e_handler_ms {
+                let _ = write!(
+                    s,
+                    "; the webhook's handler (body read to answer built) took {} ms and {} ms",
+                    f(hm, 3),
+                    f(hv, 3)
+                );
+            }
+            s.push_str(".\n");
+        }
+        if !self.status.is_empty() {
+            let backend = self.status.first().map(|r| r.backend).unwrap_or("");
+            let _ = writeln!(
+                s,
+                "\n### Status manager ({backend}; 3 fields per update, default 5 attempts)\n"
+            );
+            let _ = writeln!(
+                s,
+                "| racing writers | updates | API writes | writes per successful update | retries per update | gave up |"
+            );
+            let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|");
+            for r in &self.status {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    r.writers,
+                    r.updates,
+                    r.writes,
+                    f(r.writes_per_update(), 2),
+                    f(r.retries_per_update(), 2),
+                    r.gave_up
+                );
+            }
+        }
+        s.push('\n');
+        s
+    }
+}

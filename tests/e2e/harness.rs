@@ -1,0 +1,234 @@
+//! Setup, the scenario loop and teardown.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+use kube::api::{PatchParams, PostParams};
+use serde_json::json;
+
+use crate::cluster::{self, Clients};
+use crate::control_plane::{self, ControlPlane};
+use crate::scenarios;
+use crate::webhook::Webhook;
+
+/// Where the scenarios create their objects.
+pub const NS: &str = "e2e";
+const PROBE_TERMINAL: &str = "probe-completed";
+const PROBE_PENDING: &str = "probe-pending";
+
+/// User names the API server authenticates for each identity.
+pub struct Users {
+    pub controller: String,
+    pub operator: String,
+}
+
+/// What every scenario gets.
+pub struct Ctx {
+    pub clients: Clients,
+    pub users: Users,
+    pub webhook: Webhook,
+    /// Objects `repair` must fix, written before the webhooks existed.
+    pub repair: Result<scenarios::repair::Fixture, String>,
+}
+
+pub type ScenarioFn = fn(Arc<Ctx>) -> BoxFuture<'static, Result<()>>;
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub limit: Duration,
+    pub run: ScenarioFn,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub passed: usize,
+    pub failed: usize,
+}
+
+fn all_failed(selected: &[Scenario], why: &anyhow::Error) -> Report {
+    eprintln!("e2e: setup failed: {why:#}");
+    for s in selected {
+        println!("test {} ... FAILED (setup failed)", s.name);
+    }
+    Report {
+        passed: 0,
+        failed: selected.len(),
+    }
+}
+
+/// Builds and starts the control plane, sets up, runs `selected`, tears down.
+pub fn run(selected: Vec<Scenario>) -> Report {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (bin_dir, took) = match control_plane::build() {
+        Ok(b) => b,
+        Err(e) => return all_failed(&selected, &e),
+    };
+    println!("e2e: control-plane build took {:.1} s", took.as_secs_f64());
+    let started = Instant::now();
+    // Declared before the runtime, so dropped after it: stop.sh runs last, on every path.
+    let mut plane = match ControlPlane::start(&bin_dir) {
+        Ok(p) => p,
+        Err(e) => return all_failed(&selected, &e),
+    };
+    println!(
+        "e2e: control plane started in {:.1} s ({})",
+        started.elapsed().as_secs_f64(),
+        plane.path().display()
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return all_failed(&selected, &e.into()),
+    };
+    let started = Instant::now();
+    let ctx = match runtime.block_on(setup(&plane)) {
+        Ok(ctx) => Arc::new(ctx),
+        Err(e) => {
+            eprintln!("kube-apiserver log tail:\n{}", plane.apiserver_log_tail(30));
+            return all_failed(&selected, &e);
+        }
+    };
+    println!(
+        "e2e: CRD, webhook and its configurations ready in {:.1} s (webhook on https://{})",
+        started.elapsed().as_secs_f64(),
+        ctx.webhook.addr
+    );
+
+    let mut report = Report::default();
+    for s in selected {
+        let started = Instant::now();
+        let run = (s.run)(Arc::clone(&ctx));
+        let outcome = runtime.block_on(async {
+            AssertUnwindSafe(tokio::time::timeout(s.limit, run))
+                .catch_unwind()
+                .await
+        });
+        let took = started.elapsed().as_secs_f64();
+        let failure = match outcome {
+            Ok(Ok(Ok(()))) => None,
+            Ok(Ok(Err(e))) => Some(format!("{e:#}")),
+            Ok(Err(_)) => Some(format!("timed out after {:?}", s.limit)),
+            Err(panic) => Some(panic_message(panic.as_ref())),
+        };
+        match failure {
+            None => {
+                report.passed += 1;
+                println!("test {} ... ok ({took:.2} s)", s.name);
+            }
+            Some(why) => {
+                report.failed += 1;
+                println!("test {} ... FAILED ({took:.2} s)\n    {why}", s.name);
+            }
+        }
+    }
+
+    runtime.block_on(ctx.webhook.stop());
+    drop(ctx);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    if report.failed > 0 {
+        eprintln!("kube-apiserver log tail:\n{}", plane.apiserver_log_tail(20));
+    }
+    plane.stop();
+    report
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(not a string)");
+    format!("panicked: {text}")
+}
+
+async fn setup(plane: &ControlPlane) -> Result<Ctx> {
+    let url = plane.var("KUBE_APISERVER_URL")?;
+    let ca = plane.var("KUBE_CA_FILE")?;
+    let token = |id: &str| plane.var(&format!("WFE_TOKEN_{id}"));
+    let clients = Clients {
+        admin: cluster::client(url, ca, token("ADMIN")?)?,
+        controller: cluster::client(url, ca, token("CONTROLLER")?)?,
+        executor: cluster::client(url, ca, token("EXECUTOR")?)?,
+        operator: cluster::client(url, ca, token("OPERATOR")?)?,
+        webhook: cluster::client(url, ca, token("WEBHOOK")?)?,
+    };
+    let users = Users {
+        controller: plane.var("WFE_USER_CONTROLLER")?.to_string(),
+        operator: plane.var("WFE_USER_OPERATOR")?.to_string(),
+    };
+    cluster::create_namespace(&clients.admin, NS).await?;
+    cluster::install_crd(&clients.admin).await?;
+    // Before the webhooks exist: stored states that only a write around them can produce.
+    let repair = scenarios::repair::prepare(&clients.admin)
+        .await
+        .map_err(|e| format!("preparing the repair fixture failed: {e:#}"));
+    prepare_probes(&clients.admin).await?;
+
+    let webhook = Webhook::start(clients.webhook.clone()).await?;
+    webhook.register(&clients.admin).await?;
+    wait_effective(&clients).await?;
+    Ok(Ctx {
+        clients,
+        users,
+        webhook,
+        repair,
+    })
+}
+
+async fn prepare_probes(admin: &kube::Client) -> Result<()> {
+    let api = cluster::wfe_api(admin, NS);
+    cluster::create_wfe(admin, NS, PROBE_TERMINAL).await?;
+    cluster::create_wfe(admin, NS, PROBE_PENDING).await?;
+    cluster::put_status(&api, PROBE_TERMINAL, |s| {
+        s.insert("phase".into(), json!("Completed"));
+    })
+    .await
+    .context("cannot write the probe's status")?;
+    Ok(())
+}
+
+/// The API server picks up new webhook configurations asynchronously: wait until a dry-run of
+/// an illegal move is denied by us and a dry-run of a legal one comes back mutated.
+async fn wait_effective(clients: &Clients) -> Result<()> {
+    let api = cluster::wfe_api(&clients.controller, NS);
+    let limit = Duration::from_secs(30);
+    cluster::eventually("the validating webhook to deny", limit, || {
+        let api = api.clone();
+        async move {
+            let dry = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let result = cluster::put_status_with(&api, PROBE_TERMINAL, &dry, &mut |s| {
+                s.insert("phase".into(), json!("Running"));
+            })
+            .await;
+            Ok(matches!(result, Err(kube::Error::Api(e))
+                if e.message.contains("illegal phase transition Completed → Running"))
+            .then_some(()))
+        }
+    })
+    .await?;
+    cluster::eventually("the mutating webhook to stamp startTime", limit, || {
+        let api = api.clone();
+        async move {
+            let answer = api
+                .patch_status(
+                    PROBE_PENDING,
+                    &PatchParams::default().dry_run(),
+                    &kube::api::Patch::Merge(json!({"status": {"phase": "Running"}})),
+                )
+                .await?;
+            Ok(cluster::status_of(&answer)
+                .contains_key("startTime")
+                .then_some(()))
+        }
+    })
+    .await
+}

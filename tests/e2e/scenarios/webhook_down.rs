@@ -1,0 +1,73 @@
+//! Scenario 7: with `failurePolicy: Fail`, status writes fail while the webhook is down, with an
+//! error that says so; once it is back on the same address, writes succeed again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use serde_json::json;
+
+use crate::cluster::{self, api_error, merge_status, rv, status_of, text};
+use crate::harness::Ctx;
+
+pub async fn fails_closed(ctx: Arc<Ctx>) -> Result<()> {
+    let name = ctx.create_in("webhook-down", &["Running"]).await?;
+    ctx.webhook.stop().await;
+    // Whatever happens below, the webhook comes back for the scenarios after this one.
+    let down = while_down(&ctx, &name).await;
+    let restarted = Instant::now();
+    ctx.webhook.restart().await?;
+    down?;
+
+    let ctl = ctx.controller();
+    let name2 = name.clone();
+    let attempts = cluster::eventually(
+        "a status write to succeed after the restart",
+        Duration::from_secs(30),
+        || {
+            let (ctl, name) = (ctl.clone(), name2.clone());
+            async move {
+                let patch = json!({"executionStatus": {"status": "True", "reason": "Back", "message": "webhook is back"}});
+                Ok(merge_status(&ctl, &name, patch).await.ok())
+            }
+        },
+    )
+    .await?;
+    println!(
+        "    writes succeed again {:.2} s after the restart on {}",
+        restarted.elapsed().as_secs_f64(),
+        ctx.webhook.addr
+    );
+    let st = status_of(&attempts);
+    ensure!(
+        st.get("executionStatus").and_then(|s| s.get("reason")) == Some(&json!("Back")),
+        "{st:?}"
+    );
+    // And the webhook is really in the path again: an illegal move is denied.
+    let result = merge_status(&ctl, &name, json!({"phase": "Pending"})).await;
+    let (code, message) = api_error(result, "Running → Pending after the restart")?;
+    ensure!(
+        code == 403 && message.contains("Running → Pending"),
+        "{message}"
+    );
+    Ok(())
+}
+
+async fn while_down(ctx: &Ctx, name: &str) -> Result<()> {
+    let before = ctx.stored(name).await?;
+    let result = merge_status(&ctx.controller(), name, json!({"phase": "Completed"})).await;
+    let (code, message) = api_error(result, "a status write while the webhook is down")?;
+    println!("    webhook down: HTTP {code}: {message}");
+    ensure!(
+        message.contains("failed calling webhook")
+            && message.contains("mutate.wfe-admission.kubernaut.ai"),
+        "the API server says it could not call the webhook: {message}"
+    );
+    ensure!(code >= 500, "HTTP {code}: {message}");
+    let after = ctx.stored(name).await.context("reading while down")?;
+    ensure!(
+        rv(&after) == rv(&before) && text(&status_of(&after), "phase") == Some("Running"),
+        "nothing was stored while the webhook was down"
+    );
+    Ok(())
+}

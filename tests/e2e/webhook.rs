@@ -1,0 +1,169 @@
+//! The webhook under test, in this process: `server::start` on 127.0.0.1 with a certgen pair,
+//! Events recorded with the webhook's own identity, and the two webhook configurations that
+//! point the API server at it. It can be stopped and started again on the same address.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use base64::Engine as _;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use kube::Client;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use wfe_admission::certgen::{self, Validity};
+use wfe_admission::config::Config;
+use wfe_admission::events::{self, EventOptions};
+use wfe_admission::policy::Policy;
+use wfe_admission::server::metrics::Metrics;
+use wfe_admission::server::tls::CertSource;
+use wfe_admission::server::{self, Running, ServeOptions, VerdictSink};
+use wfe_admission::status::StatusManager;
+
+pub const CONFIG_NAME: &str = "wfe-admission-e2e";
+pub const EXECUTOR: &str = "system:serviceaccount:*:workflowexecution-executor";
+
+/// The policy under test: the defaults, with the executor as its own identity.
+pub fn policy() -> Result<Policy> {
+    let mut config = Config::default();
+    config
+        .writers
+        .get_mut(wfe_admission::config::EXECUTOR)
+        .context("the default config has no executor writer")?
+        .users = vec![EXECUTOR.to_string()];
+    Ok(Policy::new(config)?)
+}
+
+pub struct Webhook {
+    pub policy: Arc<ArcSwap<Policy>>,
+    pub metrics: Metrics,
+    pub ca_pem: String,
+    /// The bound address; a restart binds it again.
+    pub addr: SocketAddr,
+    options: ServeOptions,
+    sink: Arc<dyn VerdictSink>,
+    running: Mutex<Option<Running>>,
+}
+
+impl Webhook {
+    /// Starts on 127.0.0.1:0; `events_client` records the Events (the webhook's identity).
+    pub async fn start(events_client: Client) -> Result<Self> {
+        let bundle = certgen::generate(&["127.0.0.1".to_string()], Validity::days(1))
+            .context("cannot generate the webhook certificate")?;
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut options = ServeOptions::new(
+            loopback,
+            loopback,
+            CertSource::Memory {
+                cert: bundle.cert,
+                key: bundle.key,
+            },
+        );
+        options.shutdown_grace = Duration::from_secs(2);
+        let policy = Arc::new(ArcSwap::from_pointee(policy()?));
+        let metrics = Metrics::new();
+        let sink: Arc<dyn VerdictSink> = Arc::new(events::spawn(
+            events_client,
+            Arc::clone(&policy),
+            metrics.clone(),
+            Some(StatusManager::new(metrics.clone())),
+            EventOptions {
+                instance: Some("wfe-admission-e2e".into()),
+                ..EventOptions::default()
+            },
+        ));
+        let running = server::start(
+            options.clone(),
+            Arc::clone(&policy),
+            metrics.clone(),
+            Some(Arc::clone(&sink)),
+        )
+        .await
+        .context("cannot start the webhook")?;
+        let addr = running.addr;
+        // Later starts bind the same address, so the registered URL stays right.
+        options.listen = addr;
+        Ok(Self {
+            policy,
+            metrics,
+            ca_pem: bundle.ca_cert,
+            addr,
+            options,
+            sink,
+            running: Mutex::new(Some(running)),
+        })
+    }
+
+    /// Graceful shutdown; the port is closed afterwards.
+    pub async fn stop(&self) {
+        let running = self.running.lock().await.take();
+        if let Some(running) = running {
+            running.shutdown().await;
+        }
+    }
+
+    /// Starts again on the same address with the same certificate, policy, metrics and sink.
+    pub async fn restart(&self) -> Result<()> {
+        let mut guard = self.running.lock().await;
+        if guard.is_some() {
+            return Ok(());
+        }
+        let running = server::start(
+            self.options.clone(),
+            Arc::clone(&self.policy),
+            self.metrics.clone(),
+            Some(Arc::clone(&self.sink)),
+        )
+        .await
+        .with_context(|| format!("cannot start the webhook again on {}", self.addr))?;
+        *guard = Some(running);
+        Ok(())
+    }
+
+    /// Registers /mutate and /validate for UPDATE of workflowexecutions/status.
+    pub async fn register(&self, admin: &Client) -> Result<()> {
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        let hook = |name: &str, path: &str| {
+            json!({
+                "name": format!("{name}.wfe-admission.kubernaut.ai"),
+                "clientConfig": {"url": format!("https://{}/{path}", self.addr), "caBundle": ca},
+                "rules": [{
+                    "operations": ["UPDATE"],
+                    "apiGroups": ["kubernaut.ai"],
+                    "apiVersions": ["*"],
+                    "resources": ["workflowexecutions/status"],
+                    "scope": "Namespaced"
+                }],
+                "sideEffects": "NoneOnDryRun",
+                "failurePolicy": "Fail",
+                "matchPolicy": "Equivalent",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 10
+            })
+        };
+        let mut mutating = hook("mutate", "mutate");
+        mutating["reinvocationPolicy"] = Value::from("IfNeeded");
+        let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
+            "metadata": {"name": CONFIG_NAME},
+            "webhooks": [mutating]
+        }))?;
+        let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+            "metadata": {"name": CONFIG_NAME},
+            "webhooks": [hook("validate", "validate")]
+        }))?;
+        Api::<MutatingWebhookConfiguration>::all(admin.clone())
+            .create(&PostParams::default(), &mutating)
+            .await
+            .context("cannot create the MutatingWebhookConfiguration")?;
+        Api::<ValidatingWebhookConfiguration>::all(admin.clone())
+            .create(&PostParams::default(), &validating)
+            .await
+            .context("cannot create the ValidatingWebhookConfiguration")?;
+        Ok(())
+    }
+}

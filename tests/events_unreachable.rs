@@ -1,0 +1,180 @@
+//! Events when the API server cannot be reached: the admission answer is immediate and right,
+//! recording fails (or is dropped) in the background and is counted. No cluster needed.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde_json::json;
+use support::*;
+use wfe_admission::config::Config;
+use wfe_admission::events::{self, EventOptions};
+use wfe_admission::policy::Policy;
+use wfe_admission::server::metrics::{Attempt, Metrics};
+use wfe_admission::server::{self, Running, VerdictSink};
+
+/// A kube client for `url` that trusts some CA (the server is never reached anyway).
+fn client_for(url: &str) -> kube::Client {
+    let ca = bundle().ca_cert;
+    let der = CertificateDer::from_pem_slice(ca.as_bytes()).expect("CA PEM");
+    let mut config = kube::Config::new(url.parse().expect("url"));
+    config.root_cert = Some(vec![der.as_ref().to_vec()]);
+    config.connect_timeout = Some(Duration::from_millis(500));
+    kube::Client::try_from(config).expect("kube client")
+}
+
+struct Webhook {
+    running: Running,
+    metrics: Metrics,
+    ca: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn webhook_with_events(client: kube::Client, options: EventOptions) -> Webhook {
+    install_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = bundle();
+    write_secret_volume(dir.path(), 1, &b);
+    let policy = Arc::new(ArcSwap::from_pointee(
+        Policy::new(Config::default()).expect("policy"),
+    ));
+    let metrics = Metrics::new();
+    let sink: Arc<dyn VerdictSink> = Arc::new(events::spawn(
+        client,
+        Arc::clone(&policy),
+        metrics.clone(),
+        None,
+        options,
+    ));
+    let running = server::start(options_for(dir.path()), policy, metrics.clone(), Some(sink))
+        .await
+        .expect("server starts");
+    Webhook {
+        running,
+        metrics,
+        ca: b.ca_cert,
+        _dir: dir,
+    }
+}
+
+fn illegal_move() -> serde_json::Value {
+    review(
+        CONTROLLER,
+        json!({"phase": "Completed"}),
+        json!({"phase": "Running"}),
+    )
+}
+
+async fn deny_once(c: &reqwest::Client, url: &str) -> Duration {
+    let started = Instant::now();
+    let (code, answer) = post(c, url, &illegal_move()).await;
+    let took = started.elapsed();
+    assert_eq!(code, 200);
+    let r = &answer["response"];
+    assert_eq!(r["allowed"], false, "{answer}");
+    assert_eq!(r["status"]["code"], 403);
+    let message = r["status"]["message"].as_str().expect("message");
+    assert!(message.contains("Completed → Running"), "{message}");
+    took
+}
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_closed_port_fails_the_event_after_retries_not_the_answer() {
+    // Port 1 on loopback: nothing listens, every connection is refused.
+    let webhook = webhook_with_events(
+        client_for("https://127.0.0.1:1"),
+        EventOptions {
+            attempts: 3,
+            attempt_timeout: Duration::from_secs(2),
+            backoff: Duration::from_millis(50),
+            ..EventOptions::default()
+        },
+    )
+    .await;
+    let c = client(&webhook.ca);
+    let url = format!("https://localhost:{}/validate", webhook.running.addr.port());
+    let took = deny_once(&c, &url).await;
+    assert!(took < Duration::from_secs(1), "answer took {took:?}");
+
+    let metrics = webhook.metrics.clone();
+    wait_for(
+        "the failed Event to be counted",
+        Duration::from_secs(10),
+        || metrics.events_count(Attempt::Failure) > 0,
+    )
+    .await;
+    assert_eq!(webhook.metrics.events_count(Attempt::Failure), 1);
+    assert_eq!(webhook.metrics.events_count(Attempt::Success), 0);
+    let text = reqwest::get(format!("http://{}/metrics", webhook.running.probe_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        text.contains(r#"wfe_admission_events_total{result="failure"} 1"#),
+        "{text}"
+    );
+    webhook.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_api_server_neither_delays_answers_nor_fills_memory() {
+    // Accepts connections and never answers: each attempt runs into its timeout.
+    let hole = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("bind");
+    let hole_addr = hole.local_addr().expect("addr");
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((conn, _)) = hole.accept().await {
+            conns.push(conn);
+        }
+    });
+    let webhook = webhook_with_events(
+        client_for(&format!("https://{hole_addr}")),
+        EventOptions {
+            capacity: 1,
+            attempts: 2,
+            attempt_timeout: Duration::from_millis(700),
+            backoff: Duration::from_millis(50),
+            ..EventOptions::default()
+        },
+    )
+    .await;
+    let c = client(&webhook.ca);
+    let url = format!("https://localhost:{}/validate", webhook.running.addr.port());
+    // The worker takes the first, the queue holds one more, the rest are dropped at once.
+    for i in 0..5 {
+        let took = deny_once(&c, &url).await;
+        assert!(took < Duration::from_millis(500), "answer took {took:?}");
+        if i == 0 {
+            // Let the worker take the first one off the queue.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(webhook.metrics.events_count(Attempt::Failure), 0);
+    assert_eq!(webhook.metrics.events_count(Attempt::Dropped), 3);
+    let metrics = webhook.metrics.clone();
+    wait_for(
+        "both queued Events to fail",
+        Duration::from_secs(10),
+        || metrics.events_count(Attempt::Failure) == 2,
+    )
+    .await;
+    webhook.running.shutdown().await;
+    held.abort();
+}

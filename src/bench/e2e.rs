@@ -54,6 +54,8 @@ impl ControlPlane {
             .arg(scripts.join("start.sh"))
             .arg(&workdir)
             .env("WFE_K8S_BIN_DIR", bin_dir)
+            // start.sh's watchdog stops the control plane if this process dies without Drop.
+            .env("WFE_OWNER_PID", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -70,10 +72,11 @@ impl ControlPlane {
             start_ms,
         };
         if !status.success() {
-            return Err(anyhow!(
-                "start.sh failed; see {}",
-                workdir.join("start.log").display()
-            ));
+            // The work directory goes away with `cp`: keep the end of the log in the error.
+            let log = std::fs::read_to_string(workdir.join("start.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(anyhow!("start.sh failed: {}", tail.join(" | ")));
         }
         let out = std::process::Command::new("bash")
             .arg("-c")
@@ -391,6 +394,27 @@ pub async fn throughput(
         objects.push(o);
     }
     Ok((total as f64 / start.elapsed().as_secs_f64(), objects))
+}
+
+/// Checks that mode (b) really guards the transitions: an illegal dry-run move (Running ->
+/// Pending) must be refused by the CEL rule.
+pub async fn check_cel_rule(controller: &Client, object: &DynamicObject) -> anyhow::Result<()> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(controller.clone(), NAMESPACE, &Mode::Cel.resource());
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let mut illegal = api.get_status(&name).await?;
+    illegal.data["status"]["phase"] = json!("Pending");
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    match api.replace_status(&name, &dry_run, &illegal).await {
+        Err(kube::Error::Api(e)) if e.message.contains("illegal phase transition") => Ok(()),
+        Err(e) => Err(anyhow!(
+            "the CEL rule did not refuse Running → Pending: {e}"
+        )),
+        Ok(_) => Err(anyhow!("the CEL rule let Running → Pending through")),
+    }
 }
 
 /// Registers both webhooks for `kubernaut.ai` at `https://127.0.0.1:port`, then waits until

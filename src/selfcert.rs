@@ -256,35 +256,23 @@ pub async fn inject_ca(
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     for name in &options.webhook_configurations {
-        let mut found = false;
-        if mutating.get_opt(name).await?.is_some() {
-            found = true;
-            manager
-                .update_object(&mutating, name, |c| {
-                    set_bundle(
-                        c.webhooks
-                            .iter_mut()
-                            .flatten()
-                            .map(|w| &mut w.client_config.ca_bundle),
-                        &encoded,
-                    )
-                })
-                .await?;
-        }
-        if validating.get_opt(name).await?.is_some() {
-            found = true;
-            manager
-                .update_object(&validating, name, |c| {
-                    set_bundle(
-                        c.webhooks
-                            .iter_mut()
-                            .flatten()
-                            .map(|w| &mut w.client_config.ca_bundle),
-                        &encoded,
-                    )
-                })
-                .await?;
-        }
+        // The same name may be a mutating and a validating configuration.
+        let found = inject_into(manager, &mutating, name, &encoded, |c| {
+            c.webhooks
+                .iter_mut()
+                .flatten()
+                .map(|w| &mut w.client_config.ca_bundle)
+                .collect()
+        })
+        .await?
+            | inject_into(manager, &validating, name, &encoded, |c| {
+                c.webhooks
+                    .iter_mut()
+                    .flatten()
+                    .map(|w| &mut w.client_config.ca_bundle)
+                    .collect()
+            })
+            .await?;
         if !found {
             tracing::warn!(
                 name,
@@ -293,6 +281,26 @@ pub async fn inject_ca(
         }
     }
     Ok(())
+}
+
+/// Sets the bundle in one configuration when it exists; returns whether it does.
+async fn inject_into<K>(
+    manager: &StatusManager,
+    api: &Api<K>,
+    name: &str,
+    encoded: &ByteString,
+    bundles: fn(&mut K) -> Vec<&mut Option<ByteString>>,
+) -> Result<bool, SelfCertError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    if api.get_opt(name).await?.is_none() {
+        return Ok(false);
+    }
+    manager
+        .update_object(api, name, |c| set_bundle(bundles(c).into_iter(), encoded))
+        .await?;
+    Ok(true)
 }
 
 fn set_bundle<'a>(

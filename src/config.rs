@@ -169,21 +169,23 @@ impl Default for PhaseConfig {
     }
 }
 
+/// Condition types of the spec (the last four from older clusters), all the controller's.
+pub const CONDITION_TYPES: [&str; 10] = [
+    "Ready",
+    "ExecutionCreated",
+    "ExecutionRunning",
+    "ExecutionComplete",
+    "AuditRecorded",
+    "TokenTTLInsufficient",
+    "TektonPipelineCreated",
+    "TektonPipelineRunning",
+    "TektonPipelineComplete",
+    "ResourceLocked",
+];
+
 impl Default for ConditionsConfig {
     fn default() -> Self {
-        let controller_types = [
-            "Ready",
-            "ExecutionCreated",
-            "ExecutionRunning",
-            "ExecutionComplete",
-            "AuditRecorded",
-            "TokenTTLInsufficient",
-            "TektonPipelineCreated",
-            "TektonPipelineRunning",
-            "TektonPipelineComplete",
-            "ResourceLocked",
-        ];
-        let mut owners: BTreeMap<String, Vec<String>> = controller_types
+        let mut owners: BTreeMap<String, Vec<String>> = CONDITION_TYPES
             .iter()
             .map(|t| ((*t).to_string(), strings(&[CONTROLLER])))
             .collect();

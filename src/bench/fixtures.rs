@@ -73,18 +73,7 @@ impl Case {
     }
 }
 
-const CONDITION_TYPES: [&str; 10] = [
-    "Ready",
-    "ExecutionCreated",
-    "ExecutionRunning",
-    "ExecutionComplete",
-    "AuditRecorded",
-    "TokenTTLInsufficient",
-    "TektonPipelineCreated",
-    "TektonPipelineRunning",
-    "TektonPipelineComplete",
-    "ResourceLocked",
-];
+use crate::config::CONDITION_TYPES;
 
 fn condition(t: &str, status: &str, i: usize, size: Size) -> Value {
     let words = match size {

@@ -573,3 +573,94 @@ async fn shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
     assert_eq!(answer["response"]["allowed"], true);
     shutdown.await.expect("shutdown");
 }
+
+/// Writes one HTTP/1.1 request on `tls` and reads its answer: (status line + headers, body).
+async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    tls: &mut S,
+    body: &[u8],
+) -> (String, Vec<u8>) {
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.expect("write head");
+    tls.write_all(body).await.expect("write body");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut chunk))
+            .await
+            .expect("an answer within 10 s")
+            .expect("read");
+        assert!(n > 0, "connection closed before the answer");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = text[..end].to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("content-length");
+            if buf.len() >= end + 4 + length {
+                return (head, buf[end + 4..end + 4 + length].to_vec());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn during_the_shutdown_delay_answers_go_on_and_http1_connections_are_closed_after_them() {
+    let mut server = start_with(
+        |o| o.shutdown_delay = Duration::from_secs(2),
+        Config::default(),
+    )
+    .await;
+    let body = serde_json::to_vec(&review(CONTROLLER, json!({}), json!({"phase": "Running"})))
+        .expect("json");
+    let mut kept = tls_stream(&server).await;
+    let (head, _) = exchange(&mut kept, &body).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    let h2 = client(&server.ca);
+
+    let running = server.running.take().expect("running");
+    let ready = Arc::clone(&running.ready);
+    let shutdown = tokio::spawn(running.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!ready.load(std::sync::atomic::Ordering::Acquire));
+    let readyz = reqwest::get(server.probe_url("/readyz"))
+        .await
+        .expect("probe");
+    assert_eq!(readyz.status(), 503);
+
+    // The idle keep-alive connection still carries a request, answered with `Connection: close`,
+    // and is then closed by the server.
+    let (head, answer) = exchange(&mut kept, &body).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    assert_eq!(answer["response"]["allowed"], true);
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut rest))
+        .await
+        .expect("closed by the server")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "more bytes after the last answer");
+    // New connections are still accepted during the delay, over both protocols.
+    let mut fresh = tls_stream(&server).await;
+    let (head, _) = exchange(&mut fresh, &body).await;
+    assert!(head.contains("connection: close"), "{head}");
+    let resp = h2
+        .post(server.url("/validate"))
+        .json(&review(CONTROLLER, json!({}), json!({"phase": "Running"})))
+        .send()
+        .await
+        .expect("h2 during the delay");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("connection").is_none());
+
+    shutdown.await.expect("shutdown");
+    assert!(TcpStream::connect(server.addr).await.is_err());
+}

@@ -59,8 +59,16 @@ pub struct ServeArgs {
     /// Time a client has to finish the TLS handshake and send its request headers.
     #[arg(long, env = "WFE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
-    /// Time in-flight requests get to finish after SIGTERM.
-    #[arg(long, env = "WFE_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
+    /// Time a client has to send the whole request body once its headers are read (then 408).
+    #[arg(long, env = "WFE_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+    /// After SIGTERM, keep serving this long with /readyz failing and HTTP/1.1 connections closed
+    /// after their next answer, while the Service's endpoints drop this pod [default: 5s, with
+    /// --dev 0s].
+    #[arg(long, env = "WFE_SHUTDOWN_DELAY", value_parser = parse_duration)]
+    pub shutdown_delay: Option<Duration>,
+    /// Time in-flight requests get to finish after the shutdown delay.
+    #[arg(long, env = "WFE_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
     /// Where the serving certificate comes from: `files` (--tls-cert/--tls-key, e.g. a mounted
     /// Secret) or `self-managed` (a CA and pair the webhook keeps in --cert-secret, rotating them
@@ -161,6 +169,12 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, String> {
     options.client_ca = args.client_ca.clone();
     options.max_body_bytes = args.max_body_bytes;
     options.header_read_timeout = args.header_read_timeout;
+    options.body_read_timeout = args.body_read_timeout;
+    options.shutdown_delay = args.shutdown_delay.unwrap_or(if args.dev {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(5)
+    });
     options.shutdown_grace = args.shutdown_grace;
     options.cert_reload_interval = args.cert_reload_interval;
     Ok(options)

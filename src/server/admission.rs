@@ -37,6 +37,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub sink: Option<Arc<dyn VerdictSink>>,
     pub max_body_bytes: usize,
+    pub body_read_timeout: std::time::Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -63,7 +64,12 @@ fn plain(code: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, Response> {
     let too_large = || {
         plain(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -78,7 +84,20 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
+    // A client trickling its body holds only its own connection, but not forever.
+    let Ok(read) = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await else {
+        let mut response = plain(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body not received within {deadline:?}"),
+        );
+        // The rest of the body may still arrive: this connection cannot carry another request.
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return Err(response);
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
         Err(e) => Err(plain(
@@ -245,7 +264,8 @@ pub fn respond<'a>(uid: &'a str, verdict: &'a Verdict) -> ReviewOut<'a> {
 }
 
 async fn admit(state: &AppState, endpoint: Endpoint, headers: &HeaderMap, body: Body) -> Response {
-    let bytes = match read_body(headers, body, state.max_body_bytes).await {
+    let bytes = match read_body(headers, body, state.max_body_bytes, state.body_read_timeout).await
+    {
         Ok(bytes) => bytes,
         Err(response) => {
             state.metrics.request(endpoint, Outcome::Invalid);

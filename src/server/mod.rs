@@ -51,7 +51,12 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// A client must send its request headers (and finish the TLS handshake) within this.
     pub header_read_timeout: Duration,
-    /// In-flight requests get this long to finish after shutdown starts.
+    /// A client must send the whole request body within this once its headers are read (408).
+    pub body_read_timeout: Duration,
+    /// After shutdown starts, keep serving this long with `/readyz` failing and HTTP/1.1 answers
+    /// carrying `Connection: close`, so that clients move off before the listener closes.
+    pub shutdown_delay: Duration,
+    /// In-flight requests get this long to finish after the delay.
     pub shutdown_grace: Duration,
     pub cert_reload_interval: Duration,
 }
@@ -65,6 +70,8 @@ impl ServeOptions {
             client_ca: None,
             max_body_bytes: 6 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(25),
             cert_reload_interval: Duration::from_secs(60),
         }
@@ -79,17 +86,22 @@ pub struct Running {
     pub certs: Arc<CertStore>,
     pub metrics: Metrics,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tls_task: JoinHandle<()>,
+    /// Probes and metrics outlive the TLS listener: kubelet reads `/readyz` during the delay.
+    probe_stop: watch::Sender<bool>,
+    probe_task: JoinHandle<()>,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish (bounded by the grace period) and waits.
+    /// Fails `/readyz`, keeps serving for the shutdown delay (closing HTTP/1.1 connections after
+    /// their next answer), then stops accepting, lets in-flight requests finish (bounded by the
+    /// grace period) and waits.
     pub async fn shutdown(self) {
         self.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        let _ = self.tls_task.await;
+        let _ = self.probe_stop.send(true);
+        let _ = self.probe_task.await;
     }
 }
 
@@ -120,12 +132,13 @@ pub async fn start(
         metrics: metrics.clone(),
         sink,
         max_body_bytes: options.max_body_bytes,
+        body_read_timeout: options.body_read_timeout,
     });
     let probes = probes::router(Arc::clone(&ready), metrics.clone());
-    let mut probe_stop = stop_rx.clone();
+    let (probe_stop, mut probe_stop_rx) = watch::channel(false);
     let probe_task = tokio::spawn(async move {
         let serve = axum::serve(probe_listener, probes).with_graceful_shutdown(async move {
-            let _ = probe_stop.wait_for(|s| *s).await;
+            let _ = probe_stop_rx.wait_for(|s| *s).await;
         });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "probe server failed");
@@ -147,7 +160,9 @@ pub async fn start(
         certs,
         metrics,
         stop,
-        tasks: vec![tls_task, probe_task],
+        tls_task,
+        probe_stop,
+        probe_task,
     })
 }
 
@@ -165,19 +180,18 @@ pub async fn serve_tls(
     options: ServeOptions,
     mut stop: watch::Receiver<bool>,
 ) {
+    let draining = Arc::new(AtomicBool::new(false));
+    let app = close_while_draining(app, Arc::clone(&draining));
     let graceful = GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
+    let accept = |accepted: std::io::Result<(TcpStream, SocketAddr)>, watcher: Watcher| {
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let header_timeout = options.header_read_timeout;
+        async move {
+            match accepted {
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
-                    let conn = connection(
-                        tcp,
-                        acceptor.clone(),
-                        app.clone(),
-                        options.header_read_timeout,
-                        graceful.watcher(),
-                    );
+                    let conn = connection(tcp, acceptor, app, header_timeout, watcher);
                     tokio::spawn(async move {
                         if let Err(e) = conn.await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -189,8 +203,26 @@ pub async fn serve_tls(
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-            },
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => accept(accepted, graceful.watcher()).await,
             _ = stop.changed() => break,
+        }
+    }
+    if !options.shutdown_delay.is_zero() {
+        // Endpoints lag behind readiness: clients may still pick this replica for a while.
+        draining.store(true, Ordering::Release);
+        tracing::info!(delay = ?options.shutdown_delay, "shutting down: not ready; serving until the delay ends, closing HTTP/1.1 connections after their next answer");
+        let delay = tokio::time::sleep(options.shutdown_delay);
+        tokio::pin!(delay);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => accept(accepted, graceful.watcher()).await,
+                _ = &mut delay => break,
+            }
         }
     }
     drop(listener);
@@ -201,6 +233,29 @@ pub async fn serve_tls(
             tracing::warn!(grace = ?options.shutdown_grace, "grace period over; closing remaining connections");
         }
     }
+}
+
+/// While draining, an HTTP/1.1 answer says `Connection: close`: hyper closes the connection
+/// after writing it, so the client knows before sending again, whereas closing an idle
+/// keep-alive connection races with a request the client may be writing. h2 needs nothing:
+/// its GOAWAY at the end tells the client which streams were not processed.
+fn close_while_draining(app: Router, draining: Arc<AtomicBool>) -> Router {
+    app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let draining = Arc::clone(&draining);
+            async move {
+                let http1 = request.version() < axum::http::Version::HTTP_2;
+                let mut response = next.run(request).await;
+                if http1 && draining.load(Ordering::Acquire) {
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
+                response
+            }
+        },
+    ))
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

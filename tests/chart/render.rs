@@ -741,6 +741,8 @@ fn deployment_flags_per_mode(ctx: &mut Ctx) {
         "--config=/etc/wfe-admission/policy.yaml",
         "--log-format=json",
         "--log=info",
+        "--shutdown-delay=5s",
+        "--shutdown-grace=20s",
     ];
     for mode in MODES {
         let m = render(ctx, &mode_values(mode));
@@ -776,6 +778,7 @@ fn deployment_flags_per_mode(ctx: &mut Ctx) {
     let m = render(
         ctx,
         &json!({"log": {"level": "debug", "format": "text"},
+        "shutdown": {"delay": "15s", "grace": "40s"},
         "extraArgs": ["--max-body-bytes=1048576"],
         "certificates": {"selfManaged": {"secretName": "my-webhook-pair"}}}),
     );
@@ -785,6 +788,8 @@ fn deployment_flags_per_mode(ctx: &mut Ctx) {
         "--log-format=text",
         "--max-body-bytes=1048576",
         "--cert-secret=my-webhook-pair",
+        "--shutdown-delay=15s",
+        "--shutdown-grace=40s",
     ] {
         assert!(args.contains(&want.to_string()), "{want} not in {args:?}");
     }

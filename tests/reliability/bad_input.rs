@@ -511,6 +511,26 @@ async fn an_enormous_body_is_refused_long_before_it_is_all_sent() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_body_trickled_past_its_deadline_gets_408_and_the_server_keeps_serving() {
+    let server = start_with(
+        |o| o.body_read_timeout = Duration::from_secs(1),
+        Config::default(),
+    )
+    .await;
+    // 10 bytes every 200 ms of a declared 100 kB: over 30 minutes to send it all.
+    let pause = Duration::from_millis(200);
+    let (status, sent) = slow_upload(&server, false, 100_000, 10, pause).await;
+    println!("declared 100 kB at 50 B/s: {status:?} after {sent} body bytes were sent");
+    assert!(status.starts_with("HTTP/1.1 408"), "{status}");
+    assert!(sent < 100_000, "{sent} bytes were sent first");
+    let (status, sent) = slow_upload(&server, true, 100_000, 10, pause).await;
+    println!("chunked at 50 B/s: {status:?} after {sent} body bytes were sent");
+    assert!(status.starts_with("HTTP/1.1 408"), "{status}");
+    still_serving(&server).await;
+    server.stop().await;
+}
+
 /// A ClientHello with record and hello version 3.`minor`, no supported_versions extension (so
 /// the hello version is the one offered). `modern` adds what a TLS 1.2 client sends and TLS 1.0
 /// has not (AEAD suites, signature_algorithms), so that only the version differs from a hello

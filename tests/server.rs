@@ -271,22 +271,6 @@ async fn plain_http_on_the_tls_port_is_told_so() {
     server.stop().await;
 }
 
-async fn tls_stream(server: &TestServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(server.ca.as_bytes()) {
-        roots.add(cert.expect("pem")).expect("root");
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(server.addr).await.expect("connect");
-    connector
-        .connect("localhost".try_into().expect("name"), tcp)
-        .await
-        .expect("handshake")
-}
-
 use rustls_pki_types::pem::PemObject as _;
 
 #[tokio::test]

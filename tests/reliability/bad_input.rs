@@ -470,24 +470,6 @@ async fn slow_upload(
     )
 }
 
-async fn tls_stream(server: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
-    use rustls_pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(server.ca.as_bytes()) {
-        roots.add(cert.expect("pem")).expect("root");
-    }
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(server.addr).await.expect("connect");
-    connector
-        .connect("localhost".try_into().expect("name"), tcp)
-        .await
-        .expect("handshake")
-}
-
 #[tokio::test]
 async fn an_enormous_body_is_refused_long_before_it_is_all_sent() {
     const LIMIT: usize = 1024 * 1024;

@@ -496,20 +496,3 @@ async fn stuck_and_slow_clients_do_not_delay_the_others() {
     still_serving(&server).await;
     server.stop().await;
 }
-
-async fn tls_stream(server: &TestServer) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(server.ca.as_bytes()).expect("pem"))
-        .expect("root");
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(server.addr).await.expect("connect");
-    connector
-        .connect("localhost".try_into().expect("name"), tcp)
-        .await
-        .expect("handshake")
-}

@@ -108,6 +108,30 @@ pub async fn start() -> TestServer {
     start_with(|_| {}, Config::default()).await
 }
 
+/// A raw TLS stream to `server` offering HTTP/1.1 only, for writing requests byte by byte.
+pub async fn tls_stream(
+    server: &TestServer,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject as _;
+    install_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(server.ca.as_bytes()) {
+        roots.add(cert.expect("pem")).expect("root");
+    }
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    connector
+        .connect("localhost".try_into().expect("name"), tcp)
+        .await
+        .expect("handshake")
+}
+
 pub fn client(ca: &str) -> reqwest::Client {
     client_builder(ca).build().expect("client")
 }

@@ -4,19 +4,14 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::json;
 use support::*;
-use wfe_admission::config::Config;
-use wfe_admission::events::{self, EventOptions};
-use wfe_admission::policy::Policy;
-use wfe_admission::server::metrics::{Attempt, Metrics};
-use wfe_admission::server::{self, Running, VerdictSink};
+use wfe_admission::events::EventOptions;
+use wfe_admission::server::metrics::Attempt;
 
 /// A kube client for `url` that trusts some CA (the server is never reached anyway).
 fn client_for(url: &str) -> kube::Client {
@@ -28,38 +23,8 @@ fn client_for(url: &str) -> kube::Client {
     kube::Client::try_from(config).expect("kube client")
 }
 
-struct Webhook {
-    running: Running,
-    metrics: Metrics,
-    ca: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn webhook_with_events(client: kube::Client, options: EventOptions) -> Webhook {
-    install_provider();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let b = bundle();
-    write_secret_volume(dir.path(), 1, &b);
-    let policy = Arc::new(ArcSwap::from_pointee(
-        Policy::new(Config::default()).expect("policy"),
-    ));
-    let metrics = Metrics::new();
-    let sink: Arc<dyn VerdictSink> = Arc::new(events::spawn(
-        client,
-        Arc::clone(&policy),
-        metrics.clone(),
-        None,
-        options,
-    ));
-    let running = server::start(options_for(dir.path()), policy, metrics.clone(), Some(sink))
-        .await
-        .expect("server starts");
-    Webhook {
-        running,
-        metrics,
-        ca: b.ca_cert,
-        _dir: dir,
-    }
+async fn webhook_with_events(client: kube::Client, options: EventOptions) -> TestServer {
+    start_with_events(client, options).await
 }
 
 fn illegal_move() -> serde_json::Value {
@@ -105,20 +70,20 @@ async fn a_closed_port_fails_the_event_after_retries_not_the_answer() {
     )
     .await;
     let c = client(&webhook.ca);
-    let url = format!("https://localhost:{}/validate", webhook.running.addr.port());
+    let url = webhook.url("/validate");
     let took = deny_once(&c, &url).await;
     assert!(took < Duration::from_secs(1), "answer took {took:?}");
 
-    let metrics = webhook.metrics.clone();
+    let metrics = webhook.metrics().clone();
     wait_for(
         "the failed Event to be counted",
         Duration::from_secs(10),
         || metrics.events_count(Attempt::Failure) > 0,
     )
     .await;
-    assert_eq!(webhook.metrics.events_count(Attempt::Failure), 1);
-    assert_eq!(webhook.metrics.events_count(Attempt::Success), 0);
-    let text = reqwest::get(format!("http://{}/metrics", webhook.running.probe_addr))
+    assert_eq!(webhook.metrics().events_count(Attempt::Failure), 1);
+    assert_eq!(webhook.metrics().events_count(Attempt::Success), 0);
+    let text = reqwest::get(webhook.probe_url("/metrics"))
         .await
         .expect("metrics")
         .text()
@@ -128,7 +93,7 @@ async fn a_closed_port_fails_the_event_after_retries_not_the_answer() {
         text.contains(r#"wfe_admission_events_total{result="failure"} 1"#),
         "{text}"
     );
-    webhook.running.shutdown().await;
+    webhook.stop().await;
 }
 
 #[tokio::test]
@@ -156,7 +121,7 @@ async fn a_silent_api_server_neither_delays_answers_nor_fills_memory() {
     )
     .await;
     let c = client(&webhook.ca);
-    let url = format!("https://localhost:{}/validate", webhook.running.addr.port());
+    let url = webhook.url("/validate");
     // The worker takes the first, the queue holds one more, the rest are dropped at once.
     for i in 0..5 {
         let took = deny_once(&c, &url).await;
@@ -166,15 +131,15 @@ async fn a_silent_api_server_neither_delays_answers_nor_fills_memory() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    assert_eq!(webhook.metrics.events_count(Attempt::Failure), 0);
-    assert_eq!(webhook.metrics.events_count(Attempt::Dropped), 3);
-    let metrics = webhook.metrics.clone();
+    assert_eq!(webhook.metrics().events_count(Attempt::Failure), 0);
+    assert_eq!(webhook.metrics().events_count(Attempt::Dropped), 3);
+    let metrics = webhook.metrics().clone();
     wait_for(
         "both queued Events to fail",
         Duration::from_secs(10),
         || metrics.events_count(Attempt::Failure) == 2,
     )
     .await;
-    webhook.running.shutdown().await;
+    webhook.stop().await;
     held.abort();
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 use serde_json::Value;
@@ -15,10 +14,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use wfe_admission::certgen::{self, Validity};
 use wfe_admission::config::Config;
-use wfe_admission::events::{self, EventOptions};
-use wfe_admission::policy::Policy;
+use wfe_admission::events::EventOptions;
 use wfe_admission::server::metrics::{Attempt, Metrics};
-use wfe_admission::server::{self, VerdictSink};
 
 use crate::bad_input::still_serving;
 use crate::load::{self, Mix, ONE_LOAD_AT_A_TIME, Outcome, Plan};
@@ -332,22 +329,11 @@ async fn sigterm_during_load_loses_no_request_and_exits_0() {
 #[tokio::test]
 async fn events_api_unreachable_answers_are_unaffected_and_losses_are_counted() {
     let _one = ONE_LOAD_AT_A_TIME.lock().await;
-    install_provider();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let b = bundle();
-    write_secret_volume(dir.path(), 1, &b);
-    let policy = Arc::new(ArcSwap::from_pointee(
-        Policy::new(Config::default()).expect("policy"),
-    ));
-    let metrics = Metrics::new();
     // Nothing listens on port 1: every attempt to record an Event fails.
     let uri: axum::http::Uri = "https://127.0.0.1:1".parse().expect("uri");
     let kube = kube::Client::try_from(kube::Config::new(uri)).expect("kube client");
-    let queue = events::spawn(
+    let server = start_with_events(
         kube,
-        Arc::clone(&policy),
-        metrics.clone(),
-        None,
         EventOptions {
             capacity: 8,
             attempts: 2,
@@ -356,18 +342,9 @@ async fn events_api_unreachable_answers_are_unaffected_and_losses_are_counted() 
             controller: "wfe-admission".into(),
             instance: None,
         },
-    );
-    let sink: Arc<dyn VerdictSink> = Arc::new(queue);
-    let running = server::start(options_for(dir.path()), policy, metrics.clone(), Some(sink))
-        .await
-        .expect("server");
-    let server = TestServer {
-        addr: running.addr,
-        probe_addr: running.probe_addr,
-        running: Some(running),
-        ca: b.ca_cert,
-        dir,
-    };
+    )
+    .await;
+    let metrics = server.metrics();
     let total = 2000;
     let clients = vec![client(&server.ca), trusting(&[&server.ca], true, true)];
     let mut plan = Plan::new(server.url(""), clients, Mix::Denials, total);

@@ -10,10 +10,11 @@ use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 use wfe_admission::certgen::{self, Bundle, Validity};
 use wfe_admission::config::Config;
+use wfe_admission::events::{self, EventOptions};
 use wfe_admission::policy::Policy;
 use wfe_admission::server::metrics::Metrics;
 use wfe_admission::server::tls::CertSource;
-use wfe_admission::server::{self, Running, ServeOptions};
+use wfe_admission::server::{self, Running, ServeOptions, VerdictSink};
 
 pub const CONTROLLER: &str = "system:serviceaccount:kubernaut-system:workflowexecution-controller";
 
@@ -64,6 +65,10 @@ impl TestServer {
         format!("http://{}{path}", self.probe_addr)
     }
 
+    pub fn metrics(&self) -> Metrics {
+        self.running.as_ref().expect("running").metrics.clone()
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
@@ -85,6 +90,27 @@ pub fn options_for(dir: &Path) -> ServeOptions {
 
 /// Starts a server with a fresh CA and pair in a temp dir; `tweak` adjusts the options.
 pub async fn start_with(tweak: impl FnOnce(&mut ServeOptions), config: Config) -> TestServer {
+    start_full(tweak, config, |_, _| None).await
+}
+
+/// A server whose verdicts go to an Events queue on `kube` (which may be unreachable).
+pub async fn start_with_events(kube: kube::Client, options: EventOptions) -> TestServer {
+    start_full(
+        |_| {},
+        Config::default(),
+        |policy: &Arc<ArcSwap<Policy>>, metrics: &Metrics| {
+            let queue = events::spawn(kube, Arc::clone(policy), metrics.clone(), None, options);
+            Some(Arc::new(queue) as Arc<dyn VerdictSink>)
+        },
+    )
+    .await
+}
+
+async fn start_full(
+    tweak: impl FnOnce(&mut ServeOptions),
+    config: Config,
+    sink: impl FnOnce(&Arc<ArcSwap<Policy>>, &Metrics) -> Option<Arc<dyn VerdictSink>>,
+) -> TestServer {
     install_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let b = bundle();
@@ -92,7 +118,9 @@ pub async fn start_with(tweak: impl FnOnce(&mut ServeOptions), config: Config) -
     let mut options = options_for(dir.path());
     tweak(&mut options);
     let policy = Arc::new(ArcSwap::from_pointee(Policy::new(config).expect("policy")));
-    let running = server::start(options, policy, Metrics::new(), None)
+    let metrics = Metrics::new();
+    let sink = sink(&policy, &metrics);
+    let running = server::start(options, policy, metrics, sink)
         .await
         .expect("server starts");
     TestServer {

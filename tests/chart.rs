@@ -12,6 +12,8 @@
 
 #[path = "chart/cluster.rs"]
 mod cluster;
+#[path = "e2e/control_plane.rs"]
+mod control_plane;
 #[path = "chart/helm.rs"]
 mod helm;
 #[path = "chart/render.rs"]

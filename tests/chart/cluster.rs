@@ -6,7 +6,6 @@
 //! No kubelet runs there, so pods never start: the webhook runs as a child process of this test
 //! and the API server reaches it through `webhook.url`.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -24,6 +23,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta, PostParams};
 use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
 
+use crate::control_plane::{self, ControlPlane};
 use crate::helm::{Helm, Manifests, chart_dir, path_str, repo};
 use crate::render::{merged, mode_values};
 use crate::{Case, Ctx};
@@ -59,71 +59,20 @@ const SA_GROUPS: [&str; 3] = [
 ];
 const WFE_NS: &str = "default";
 
-fn scripts() -> PathBuf {
-    repo().join("tests/e2e/control-plane")
-}
-
 /// The control plane and clients for it. Fields drop in order: the clients, the runtime, then
 /// the plane itself (stop.sh).
 pub struct Cluster {
     admin: kube::Client,
     rt: tokio::runtime::Runtime,
-    env: HashMap<String, String>,
-    path: PathBuf,
-    _plane: Plane,
-}
-
-/// The drop guard of start.sh's processes: stop.sh runs when it goes out of scope, also when
-/// start.sh itself failed half-way.
-struct Plane {
-    dir: Option<tempfile::TempDir>,
-    path: PathBuf,
-    stopped: bool,
+    plane: ControlPlane,
 }
 
 impl Cluster {
     pub fn start() -> Result<Self> {
         let started = Instant::now();
-        let out = Command::new(scripts().join("build.sh"))
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .context("cannot run the control plane's build.sh")?;
-        if !out.status.success() {
-            bail!("tests/e2e/control-plane/build.sh failed ({})", out.status);
-        }
-        let bin_dir = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .context("build.sh printed no directory")?
-            .trim()
-            .to_string();
-        let dir = tempfile::Builder::new()
-            .prefix("wfe-chart.")
-            .tempdir()
-            .context("work directory")?;
-        let path = dir.path().to_path_buf();
-        // The guard exists before start.sh runs, so a half-started plane is stopped too.
-        let plane = Plane {
-            dir: Some(dir),
-            path: path.clone(),
-            stopped: false,
-        };
-        let status = Command::new(scripts().join("start.sh"))
-            .arg(&path)
-            .env("WFE_K8S_BIN_DIR", &bin_dir)
-            // start.sh's watchdog stops the plane if this process dies without Drop.
-            .env("WFE_OWNER_PID", std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .status()
-            .context("cannot run start.sh")?;
-        if !status.success() {
-            bail!("start.sh failed ({status})");
-        }
-        let env = read_env(&path)?;
+        let (bin_dir, _) = control_plane::build()?;
+        let plane = ControlPlane::start(&bin_dir, "chart")?;
+        let path = plane.path().to_path_buf();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -135,13 +84,7 @@ impl Cluster {
             let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;
             anyhow::Ok(kube::Client::try_from(config)?)
         })?;
-        let cluster = Cluster {
-            admin,
-            rt,
-            env,
-            path: path.clone(),
-            _plane: plane,
-        };
+        let cluster = Cluster { admin, rt, plane };
         cluster.prepare()?;
         eprintln!(
             "chart: control plane up in {:.1} s ({})",
@@ -152,21 +95,15 @@ impl Cluster {
     }
 
     pub fn var(&self, key: &str) -> &str {
-        self.env
-            .get(key)
-            .map(String::as_str)
-            .unwrap_or_else(|| panic!("start.sh's env has no {key}"))
+        self.plane.var(key).unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
-        self.path.join("kubeconfig")
+        self.plane.path().join("kubeconfig")
     }
 
     pub fn apiserver_log_tail(&self, lines: usize) -> String {
-        let text =
-            std::fs::read_to_string(self.path.join("logs/kube-apiserver.log")).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        self.plane.apiserver_log_tail(lines)
     }
 
     /// The release namespace and stand-in CRDs for the third-party kinds the chart renders
@@ -401,56 +338,10 @@ impl Cluster {
 
     /// A fresh work directory under the control plane's.
     fn workdir(&self, name: &str) -> PathBuf {
-        let dir = self.path.join(name);
+        let dir = self.plane.path().join(name);
         std::fs::create_dir_all(&dir).expect("mkdir");
         dir
     }
-}
-
-impl Drop for Plane {
-    fn drop(&mut self) {
-        if !self.stopped {
-            self.stopped = true;
-            match Command::new(scripts().join("stop.sh"))
-                .arg(&self.path)
-                .stdin(Stdio::null())
-                .status()
-            {
-                Ok(s) if s.success() => eprintln!("chart: control plane stopped"),
-                Ok(s) => eprintln!("chart: stop.sh failed ({s})"),
-                Err(e) => eprintln!("chart: cannot run stop.sh: {e}"),
-            }
-        }
-        if std::env::var("WFE_CHART_KEEP").as_deref() == Ok("1")
-            && let Some(dir) = self.dir.take()
-        {
-            eprintln!("chart: kept {}", dir.keep().display());
-        }
-    }
-}
-
-/// The env file is shell (`export K=%q`): let bash read it and hand back NUL-separated pairs.
-fn read_env(dir: &Path) -> Result<HashMap<String, String>> {
-    let out = Command::new("bash")
-        .args(["-c", r#"set -a; . "$1/env"; env -0"#, "bash"])
-        .arg(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot read the env file")?;
-    if !out.status.success() {
-        bail!("cannot source {}/env", dir.display());
-    }
-    Ok(out
-        .stdout
-        .split(|b| *b == 0)
-        .filter_map(|entry| {
-            let entry = String::from_utf8_lossy(entry);
-            let (k, v) = entry.split_once('=')?;
-            Some((k.to_string(), v.to_string()))
-        })
-        .collect())
 }
 
 /// An installed release; `helm uninstall` on drop unless the case already did.

@@ -1,5 +1,6 @@
 //! The local control plane: build.sh, start.sh and stop.sh driven from Rust. `ControlPlane` is a
 //! drop guard: stop.sh runs when it goes out of scope, on success, failure and panic alike.
+//! Shared by the e2e suite and the chart's cluster cases (tests/chart.rs includes this file).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,7 +34,9 @@ pub fn build() -> Result<(PathBuf, Duration)> {
 }
 
 pub struct ControlPlane {
-    /// Removed on drop unless WFE_E2E_KEEP=1 (logs stay there for inspection).
+    /// Which suite runs it (`e2e`, `chart`): its messages, temp dir and keep variable.
+    label: &'static str,
+    /// Removed on drop unless WFE_<LABEL>_KEEP=1 (logs stay there for inspection).
     dir: Option<tempfile::TempDir>,
     path: PathBuf,
     env: HashMap<String, String>,
@@ -42,14 +45,15 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// start.sh in a fresh temp dir, with this process as the owner its watchdog follows.
-    pub fn start(bin_dir: &Path) -> Result<Self> {
+    pub fn start(bin_dir: &Path, label: &'static str) -> Result<Self> {
         let dir = tempfile::Builder::new()
-            .prefix("wfe-e2e.")
+            .prefix(&format!("wfe-{label}."))
             .tempdir()
             .context("cannot create the work directory")?;
         let path = dir.path().to_path_buf();
         // The guard exists before start.sh runs, so a half-started plane is stopped too.
         let mut plane = ControlPlane {
+            label,
             dir: Some(dir),
             path: path.clone(),
             env: HashMap::new(),
@@ -93,7 +97,7 @@ impl ControlPlane {
     pub fn keep(&mut self) {
         if let Some(dir) = self.dir.take() {
             let kept = dir.keep();
-            eprintln!("e2e: kept the work directory {}", kept.display());
+            eprintln!("{}: kept the work directory {}", self.label, kept.display());
         }
     }
 
@@ -109,11 +113,12 @@ impl ControlPlane {
             .status()
         {
             Ok(s) if s.success() => eprintln!(
-                "e2e: control plane stopped in {:.1} s",
+                "{}: control plane stopped in {:.1} s",
+                self.label,
                 started.elapsed().as_secs_f64()
             ),
-            Ok(s) => eprintln!("e2e: stop.sh failed ({s})"),
-            Err(e) => eprintln!("e2e: cannot run stop.sh: {e}"),
+            Ok(s) => eprintln!("{}: stop.sh failed ({s})", self.label),
+            Err(e) => eprintln!("{}: cannot run stop.sh: {e}", self.label),
         }
     }
 }
@@ -121,7 +126,8 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
-        if std::env::var("WFE_E2E_KEEP").as_deref() == Ok("1") {
+        let keep = format!("WFE_{}_KEEP", self.label.to_uppercase());
+        if std::env::var(keep).as_deref() == Ok("1") {
             self.keep();
         }
     }

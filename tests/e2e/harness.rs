@@ -70,7 +70,7 @@ pub fn run(selected: Vec<Scenario>) -> Report {
     println!("e2e: control-plane build took {:.1} s", took.as_secs_f64());
     let started = Instant::now();
     // Declared before the runtime, so dropped after it: stop.sh runs last, on every path.
-    let mut plane = match ControlPlane::start(&bin_dir) {
+    let mut plane = match ControlPlane::start(&bin_dir, "e2e") {
         Ok(p) => p,
         Err(e) => return all_failed(&selected, &e),
     };

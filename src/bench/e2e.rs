@@ -17,6 +17,8 @@ use kube::core::DynamicObject;
 use serde_json::{Value, json};
 
 use super::fixtures::{self, Size};
+use crate::config::Config;
+use crate::policy::review;
 
 pub const K8S_VERSION: &str = "v1.37.2";
 const NAMESPACE: &str = "kubernaut-system";
@@ -437,6 +439,10 @@ pub async fn register_webhooks(
     };
     let mut mutating = hook("/mutate", "mutate.wfe-admission.kubernaut.ai");
     mutating["reinvocationPolicy"] = json!("IfNeeded");
+    // As the chart installs it: /validate only for updates it may deny.
+    let mut validating = hook("/validate", "validate.wfe-admission.kubernaut.ai");
+    validating["matchConditions"] = json!([{"name": review::VALIDATE_MATCH_CONDITION,
+        "expression": review::validate_match_condition(&Config::default())}]);
     apply(
         admin,
         &resource(
@@ -459,7 +465,7 @@ pub async fn register_webhooks(
         ),
         json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
             "metadata": {"name": "wfe-bench"},
-            "webhooks": [hook("/validate", "validate.wfe-admission.kubernaut.ai")]}),
+            "webhooks": [validating]}),
     )
     .await?;
     let api: Api<DynamicObject> =

@@ -17,6 +17,8 @@ use kube::core::DynamicObject;
 use serde_json::{Value, json};
 
 use super::fixtures::{self, Size};
+use crate::config::Config;
+use crate::policy::review;
 
 pub const K8S_VERSION: &str = "v1.37.2";
 const NAMESPACE: &str = "kubernaut-system";
@@ -137,16 +139,20 @@ pub enum Mode {
     None,
     Cel,
     Webhooks,
+    /// (c) as it was before the validating webhook had its match condition: every status
+    /// update calls both webhooks. Measured beside (c) to show what the condition buys.
+    WebhooksAlways,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 3] = [Mode::None, Mode::Cel, Mode::Webhooks];
+    pub const ALL: [Mode; 4] = [Mode::None, Mode::Cel, Mode::Webhooks, Mode::WebhooksAlways];
 
     pub fn label(self) -> &'static str {
         match self {
             Mode::None => "(a) no admission",
             Mode::Cel => "(b) CRD CEL transition rule",
             Mode::Webhooks => "(c) wfe-admission webhooks",
+            Mode::WebhooksAlways => "(d) = (c) without the validating match condition",
         }
     }
 
@@ -155,6 +161,7 @@ impl Mode {
             Mode::None => "plain.bench.kubernaut.ai",
             Mode::Cel => "cel.bench.kubernaut.ai",
             Mode::Webhooks => "kubernaut.ai",
+            Mode::WebhooksAlways => "always.bench.kubernaut.ai",
         }
     }
 
@@ -240,7 +247,7 @@ pub async fn install(admin: &Client, repo: &Path) -> anyhow::Result<()> {
         &role_ar,
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": "wfe-bench"},
-            "rules": [{"apiGroups": [Mode::None.group(), Mode::Cel.group(), Mode::Webhooks.group()],
+            "rules": [{"apiGroups": Mode::ALL.map(Mode::group),
                 "resources": ["workflowexecutions", "workflowexecutions/status"],
                 "verbs": ["get", "list", "watch", "create", "update", "patch"]}]}),
     )
@@ -427,16 +434,30 @@ pub async fn register_webhooks(
     probe: &DynamicObject,
 ) -> anyhow::Result<()> {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let rules = json!([{"apiGroups": ["kubernaut.ai"], "apiVersions": ["*"],
-        "operations": ["UPDATE"], "resources": ["workflowexecutions/status"], "scope": "Namespaced"}]);
-    let hook = |path: &str, name: &str| {
+    let hook = |path: &str, name: &str, mode: Mode| {
         json!({"name": name, "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
             "failurePolicy": "Fail", "matchPolicy": "Equivalent", "timeoutSeconds": 5,
             "clientConfig": {"url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca},
-            "rules": rules})
+            "rules": [{"apiGroups": [mode.group()], "apiVersions": ["*"],
+                "operations": ["UPDATE"], "resources": ["workflowexecutions/status"], "scope": "Namespaced"}]})
     };
-    let mut mutating = hook("/mutate", "mutate.wfe-admission.kubernaut.ai");
-    mutating["reinvocationPolicy"] = json!("IfNeeded");
+    let (mut mutating, mut validating) = (Vec::new(), Vec::new());
+    for mode in [Mode::Webhooks, Mode::WebhooksAlways] {
+        for (path, name) in hooks(mode) {
+            let mut h = hook(path, name, mode);
+            if path == "/mutate" {
+                h["reinvocationPolicy"] = json!("IfNeeded");
+                mutating.push(h);
+                continue;
+            }
+            // (c) as the chart installs it: /validate only for updates it may deny.
+            if mode == Mode::Webhooks {
+                h["matchConditions"] = json!([{"name": review::VALIDATE_MATCH_CONDITION,
+                    "expression": review::validate_match_condition(&webhook_config())}]);
+            }
+            validating.push(h);
+        }
+    }
     apply(
         admin,
         &resource(
@@ -446,7 +467,7 @@ pub async fn register_webhooks(
             "mutatingwebhookconfigurations",
         ),
         json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-            "metadata": {"name": "wfe-bench"}, "webhooks": [mutating]}),
+            "metadata": {"name": "wfe-bench"}, "webhooks": mutating}),
     )
     .await?;
     apply(
@@ -458,8 +479,7 @@ pub async fn register_webhooks(
             "validatingwebhookconfigurations",
         ),
         json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": "wfe-bench"},
-            "webhooks": [hook("/validate", "validate.wfe-admission.kubernaut.ai")]}),
+            "metadata": {"name": "wfe-bench"}, "webhooks": validating}),
     )
     .await?;
     let api: Api<DynamicObject> =
@@ -508,8 +528,30 @@ pub fn mean_between_ms(before: (f64, f64), after: (f64, f64)) -> Option<f64> {
 }
 
 pub const APISERVER_WEBHOOK_METRIC: &str = "apiserver_admission_webhook_admission_duration_seconds";
-pub const MUTATE_HOOK: &str = "mutate.wfe-admission.kubernaut.ai";
-pub const VALIDATE_HOOK: &str = "validate.wfe-admission.kubernaut.ai";
+
+/// The webhooks (endpoint, registered name) that serve `mode`'s group: none outside (c), (d).
+pub fn hooks(mode: Mode) -> Vec<(&'static str, &'static str)> {
+    match mode {
+        Mode::Webhooks => vec![
+            ("/mutate", "mutate.wfe-admission.kubernaut.ai"),
+            ("/validate", "validate.wfe-admission.kubernaut.ai"),
+        ],
+        Mode::WebhooksAlways => vec![
+            ("/mutate", "mutate-always.wfe-admission.kubernaut.ai"),
+            ("/validate", "validate-always.wfe-admission.kubernaut.ai"),
+        ],
+        Mode::None | Mode::Cel => Vec::new(),
+    }
+}
+
+/// The policy of the in-process webhook: the default, also guarding (d)'s group.
+pub fn webhook_config() -> Config {
+    let mut config = Config::default();
+    let mut always = config.resource.clone();
+    always.group = Mode::WebhooksAlways.group().into();
+    config.extra_resources.push(always);
+    config
+}
 
 /// The API server's metrics text.
 pub async fn apiserver_metrics(admin: &Client) -> String {

@@ -87,7 +87,12 @@ pub fn options(bundle: &Bundle) -> ServeOptions {
 
 /// The real webhook (default policy, no Events), as `serve` runs it.
 pub async fn start_admission(bundle: &Bundle) -> anyhow::Result<Running> {
-    let policy = Policy::new(Config::default()).context("default policy")?;
+    start_admission_with(bundle, Config::default()).await
+}
+
+/// [`start_admission`] with another policy.
+pub async fn start_admission_with(bundle: &Bundle, config: Config) -> anyhow::Result<Running> {
+    let policy = Policy::new(config).context("policy")?;
     let running = server::start(
         options(bundle),
         Arc::new(ArcSwap::from_pointee(policy)),

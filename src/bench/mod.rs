@@ -76,8 +76,10 @@ impl Plan {
                 window: Duration::from_secs(2),
                 policy_budget: Duration::from_secs(1),
                 status_updates: 48,
-                e2e_sequential: 100,
-                e2e_rounds: 4,
+                // (c) and (d) differ by well under a millisecond on a ~5 ms update: enough
+                // samples, in enough interleaved rounds, for a p50 that holds still.
+                e2e_sequential: 240,
+                e2e_rounds: 8,
                 e2e_window: Duration::from_secs(3),
             }
         }
@@ -239,8 +241,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         })?;
         eprintln!("wfe-bench: starting the control plane");
         let outcome = e2e::ControlPlane::start(&options.repo, &bins).and_then(|cp| {
-            let outcome =
-                clients.block_on(run_e2e(&servers, &cp, &options.repo, &plan, &mut report));
+            let outcome = clients.block_on(run_e2e(&servers, &cp, options, &plan, &mut report));
             drop(cp);
             outcome
         });
@@ -253,8 +254,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
                 eprintln!("wfe-bench: warning: the kube-apiserver rows failed, skipped: {e:#}");
                 report.e2e.clear();
                 report.e2e_start_ms = None;
-                report.e2e_apiserver_webhook_ms = None;
-                report.e2e_handler_ms = None;
+                report.e2e_hooks.clear();
                 report.e2e_skipped = Some(format!("{e:#}"));
             }
         }
@@ -305,7 +305,7 @@ fn percentile_ms(sorted: &[u64], q: f64) -> f64 {
 async fn run_e2e(
     servers: &tokio::runtime::Runtime,
     cp: &e2e::ControlPlane,
-    repo: &std::path::Path,
+    options: &Options,
     plan: &Plan,
     report: &mut Report,
 ) -> anyhow::Result<()> {
@@ -313,7 +313,7 @@ async fn run_e2e(
     report.e2e_start_ms = Some(cp.start_ms);
     let admin = cp.admin().await?;
     let controller = cp.controller()?;
-    e2e::install(&admin, repo).await?;
+    e2e::install(&admin, &options.repo).await?;
     // The webhooks, served by this process with a pair the API server trusts (its own CA).
     let pki = cp.workdir.join("pki");
     let ca_cert = std::fs::read_to_string(pki.join("ca.crt")).context("control-plane CA")?;
@@ -334,7 +334,7 @@ async fn run_e2e(
     let webhook = servers
         .spawn({
             let bundle = bundle.clone();
-            async move { inproc::start_admission(&bundle).await }
+            async move { inproc::start_admission_with(&bundle, e2e::webhook_config()).await }
         })
         .await??;
     let writers = 8;
@@ -356,7 +356,7 @@ async fn run_e2e(
     e2e::register_webhooks(&admin, &controller, webhook.addr.port(), &ca_cert, &probe).await?;
 
     // Interleaved rounds: a, b, c, a, b, c, ... so that drift hits all three alike.
-    let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); 3];
+    let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); Mode::ALL.len()];
     let per_round = plan.e2e_sequential.div_ceil(plan.e2e_rounds);
     // Warm every path (connections, informers, CEL compilation) first.
     for (i, mode) in Mode::ALL.into_iter().enumerate() {
@@ -379,7 +379,7 @@ async fn run_e2e(
         e2e::apiserver_metrics(&admin).await,
         webhook.metrics.encode(),
     );
-    let mut rps = [0.0f64; 3];
+    let mut rps = [0.0f64; Mode::ALL.len()];
     for (i, mode) in Mode::ALL.into_iter().enumerate() {
         let pool = std::mem::take(&mut pools[i]);
         let (r, back) = e2e::throughput(&controller, mode, pool, plan.e2e_window).await?;
@@ -406,17 +406,34 @@ async fn run_e2e(
             e2e::histogram_totals(after, metric, filter),
         )
     };
-    let api = |hook: &str| between(&api_before, &api_after, e2e::APISERVER_WEBHOOK_METRIC, hook);
-    report.e2e_apiserver_webhook_ms = api(e2e::MUTATE_HOOK).zip(api(e2e::VALIDATE_HOOK));
-    let ours = |endpoint: &str| {
-        between(
-            &ours_before,
-            &ours_after,
-            "wfe_admission_request_duration_seconds",
-            &format!("endpoint=\"{endpoint}\""),
-        )
-    };
-    report.e2e_handler_ms = ours("mutate").zip(ours("validate"));
+    // Per webhook of (c) and (d): calls per update and the API server's mean call, from its
+    // own metrics (by webhook name), and our handler's mean time (by endpoint, both modes).
+    const HANDLER_METRIC: &str = "wfe_admission_request_duration_seconds";
+    for (i, mode) in Mode::ALL.into_iter().enumerate() {
+        let updates = latencies[i].len().max(1) as f64;
+        for (endpoint, hook) in e2e::hooks(mode) {
+            let filter = format!("name=\"{hook}\"");
+            let calls = e2e::histogram_totals(&api_after, e2e::APISERVER_WEBHOOK_METRIC, &filter).1
+                - e2e::histogram_totals(&api_before, e2e::APISERVER_WEBHOOK_METRIC, &filter).1;
+            report.e2e_hooks.push(report::HookFigures {
+                mode: mode.label(),
+                endpoint,
+                calls_per_update: calls / updates,
+                apiserver_ms: between(
+                    &api_before,
+                    &api_after,
+                    e2e::APISERVER_WEBHOOK_METRIC,
+                    &filter,
+                ),
+                handler_ms: between(
+                    &ours_before,
+                    &ours_after,
+                    HANDLER_METRIC,
+                    &format!("endpoint=\"{}\"", endpoint.trim_start_matches('/')),
+                ),
+            });
+        }
+    }
 
     // The status manager against the real API server (no admission on that group).
     eprintln!("wfe-bench: status manager against the kube-apiserver");

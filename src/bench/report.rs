@@ -64,11 +64,21 @@ pub struct Report {
     pub e2e_start_ms: Option<f64>,
     /// Why the auto-detected kube-apiserver rows were skipped.
     pub e2e_skipped: Option<String>,
-    /// Mean webhook call as the API server timed it (mutate, validate), ms.
-    pub e2e_apiserver_webhook_ms: Option<(f64, f64)>,
-    /// Mean handler time as the webhook timed it (mutate, validate), ms.
-    pub e2e_handler_ms: Option<(f64, f64)>,
+    /// Where (c)'s and (d)'s time goes, per webhook, over the 1-writer rounds.
+    pub e2e_hooks: Vec<HookFigures>,
     pub status: Vec<StatusRow>,
+}
+
+/// One webhook's share of (c) or (d).
+#[derive(Debug, Clone)]
+pub struct HookFigures {
+    pub mode: &'static str,
+    pub endpoint: &'static str,
+    pub calls_per_update: f64,
+    /// Mean call as the API server timed it; `None` when it made none.
+    pub apiserver_ms: Option<f64>,
+    /// Mean handler time as the webhook timed it; `None` when it answered none.
+    pub handler_ms: Option<f64>,
 }
 
 fn loadavg() -> String {
@@ -272,7 +282,7 @@ impl Report {
             if let Some(ms) = self.e2e_start_ms {
                 let _ = writeln!(
                     s,
-                    "Control plane started in {} ms. Rounds of (a), (b), (c) interleaved.\n",
+                    "Control plane started in {} ms. Rounds of (a), (b), (c), (d) interleaved.\n",
                     f(ms, 0)
                 );
             }
@@ -296,22 +306,23 @@ impl Report {
                 );
             }
         }
-        if let Some((m, v)) = self.e2e_apiserver_webhook_ms {
-            let _ = write!(
-                s,
-                "\nWhere (c)'s time goes, as means over the 1-writer rounds: the API server timed its call to /mutate at {} ms and to /validate at {} ms",
-                f(m, 3),
-                f(v, 3)
+        if !self.e2e_hooks.is_empty() {
+            s.push_str(
+                "\nWhere (c)'s and (d)'s time goes, over the 1-writer rounds: webhook calls per status update and their mean as the API server timed them (its `apiserver_admission_webhook_admission_duration_seconds`), and our handler's mean time, body read to answer built (per endpoint, both modes together).\n\n",
             );
-            if let Some((hm, hv)) = self.e2e_handler_ms {
-                let _ = write!(
+            s.push_str("| admission | webhook | calls per update | API server's call, mean ms | handler, mean ms |\n|---|---|---:|---:|---:|\n");
+            let ms = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| f(v, 3));
+            for h in &self.e2e_hooks {
+                let _ = writeln!(
                     s,
-                    "; the webhook's handler (body read to answer built) took {} ms and {} ms",
-                    f(hm, 3),
-                    f(hv, 3)
+                    "| {} | {} | {} | {} | {} |",
+                    h.mode,
+                    h.endpoint,
+                    f(h.calls_per_update, 2),
+                    ms(h.apiserver_ms),
+                    ms(h.handler_ms)
                 );
             }
-            s.push_str(".\n");
         }
         if let Some(why) = &self.e2e_skipped {
             let _ = writeln!(

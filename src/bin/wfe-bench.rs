@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use wfe_admission::bench::{self, E2e, Options};
 
+/// The same allocator as `wfe-admission` (src/main.rs), so the in-process rows measure it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Benchmark of wfe-admission with the ceiling of its TLS stack measured in the same run.
 #[derive(Debug, Parser)]
 #[command(name = "wfe-bench")]

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use base64::Engine;
 use serde_json::{Value, json};
 use wfe_admission::config::Config;
+use wfe_admission::policy::review;
 
 use crate::helm::{Helm, Manifests, chart_dir, path_str, repo};
 use crate::{Case, Ctx};
@@ -33,6 +34,7 @@ pub fn cases() -> Vec<Case> {
         case!(ca_bundle_and_injection_per_mode),
         case!(webhook_url_replaces_the_service),
         case!(own_service_account_skips_only_the_mutating_webhook),
+        case!(validating_webhook_skips_only_undeniable_updates),
         case!(deployment_is_hardened_probed_and_spread),
         case!(deployment_flags_per_mode),
         case!(deployment_flags_exist_in_the_binary),
@@ -563,10 +565,9 @@ fn own_service_account_skips_only_the_mutating_webhook(ctx: &mut Ctx) {
         the_webhook(m.one("MutatingWebhookConfiguration"))["matchConditions"],
         json!([exclusion])
     );
-    assert!(
-        the_webhook(m.one("ValidatingWebhookConfiguration"))
-            .get("matchConditions")
-            .is_none(),
+    assert_eq!(
+        the_webhook(m.one("ValidatingWebhookConfiguration"))["matchConditions"],
+        json!([validating_condition()]),
         "the validating webhook must see the webhook's own writes"
     );
     // The excluded account is the policy's webhook writer.
@@ -582,13 +583,44 @@ fn own_service_account_skips_only_the_mutating_webhook(ctx: &mut Ctx) {
     );
     assert_eq!(
         the_webhook(m.one("ValidatingWebhookConfiguration"))["matchConditions"],
-        json!([mine])
+        json!([validating_condition(), mine])
     );
     let m = render(ctx, &json!({"webhook": {"excludeSelfFromMutating": false}}));
     assert!(
         the_webhook(m.one("MutatingWebhookConfiguration"))
             .get("matchConditions")
             .is_none()
+    );
+}
+
+/// The validating webhook's built-in condition, as the webhook's code writes it for the
+/// default policy (what the bench and the e2e harness register).
+fn validating_condition() -> Value {
+    json!({"name": review::VALIDATE_MATCH_CONDITION,
+        "expression": review::validate_match_condition(&Config::default())})
+}
+
+fn validating_webhook_skips_only_undeniable_updates(ctx: &mut Ctx) {
+    let m = render(ctx, &json!({}));
+    assert_eq!(
+        the_webhook(m.one("ValidatingWebhookConfiguration"))["matchConditions"],
+        json!([validating_condition()]),
+        "the chart must render the same condition as policy::review::validate_match_condition"
+    );
+    // Off: every status update reaches /validate again; the mutating webhook never had it.
+    let m = render(
+        ctx,
+        &json!({"webhook": {"validatingMatchCondition": false}}),
+    );
+    assert!(
+        the_webhook(m.one("ValidatingWebhookConfiguration"))
+            .get("matchConditions")
+            .is_none()
+    );
+    let mutating = the_webhook(m.one("MutatingWebhookConfiguration"));
+    assert_eq!(
+        mutating["matchConditions"].as_array().map(Vec::len),
+        Some(1)
     );
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 use wfe_admission::certgen::{self, Validity};
 use wfe_admission::config::Config;
 use wfe_admission::events::{self, EventOptions};
-use wfe_admission::policy::Policy;
+use wfe_admission::policy::{Policy, review};
 use wfe_admission::server::metrics::Metrics;
 use wfe_admission::server::tls::CertSource;
 use wfe_admission::server::{self, Running, ServeOptions, VerdictSink};
@@ -152,9 +152,15 @@ impl Webhook {
             "metadata": {"name": CONFIG_NAME},
             "webhooks": [mutating]
         }))?;
+        // As the chart installs it: /validate only for updates it may deny.
+        let mut validating = hook("validate", "validate");
+        validating["matchConditions"] = json!([{
+            "name": review::VALIDATE_MATCH_CONDITION,
+            "expression": review::validate_match_condition(&self.policy.load().config),
+        }]);
         let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
             "metadata": {"name": CONFIG_NAME},
-            "webhooks": [hook("validate", "validate")]
+            "webhooks": [validating]
         }))?;
         Api::<MutatingWebhookConfiguration>::all(admin.clone())
             .create(&PostParams::default(), &mutating)

@@ -165,8 +165,9 @@ annotations:
 {{- end }}
 
 {{/*
-What both webhooks share. Call with (dict "ctx" $ "path" "/validate" "self" true), where self
-adds the condition that skips the webhook's own service account.
+What both webhooks share. Call with (dict "ctx" $ "path" "/validate" "self" true "validate" true),
+where self adds the condition that skips the webhook's own service account and validate the one
+that skips updates the validating webhook cannot deny.
 */}}
 {{- define "wfe-admission.webhookCommon" -}}
 {{- $ := .ctx }}
@@ -198,9 +199,29 @@ rules:
 {{- if .self }}
 {{- $conditions = append $conditions (dict "name" "not-wfe-admission-itself" "expression" (printf "request.userInfo.username != '%s'" (include "wfe-admission.serviceAccountUser" $))) }}
 {{- end }}
+{{- if and .validate $w.validatingMatchCondition }}
+{{- $conditions = append $conditions (dict "name" "phase-or-block-clearance-may-change" "expression" (include "wfe-admission.validateMatchCondition" $)) }}
+{{- end }}
 {{- $conditions = concat $conditions (default list $w.matchConditions) }}
 {{- with $conditions }}
 matchConditions:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/* A CEL string literal (single-quoted) for a field name. */}}
+{{- define "wfe-admission.celString" -}}
+'{{ . | replace "\\" "\\\\" | replace "'" "\\'" | replace "\n" "\\n" | replace "\r" "\\r" | replace "\t" "\\t" }}'
+{{- end }}
+
+{{/*
+The validating webhook's built-in match condition: call it only when the update may be denied
+(a new or non-string phase, a changed blockClearance, a status that is not an object). The
+same text as `policy::review::validate_match_condition` in the webhook; the chart tests compare
+the two. The field names are the policy's (the values schema keeps the defaults today).
+*/}}
+{{- define "wfe-admission.validateMatchCondition" -}}
+{{- $p := include "wfe-admission.celString" (dig "phase" "field" "phase" .Values.policy) }}
+{{- $c := include "wfe-admission.celString" (dig "blockClearance" "field" "blockClearance" .Values.policy) -}}
+request.operation == 'UPDATE' && has(object.status) && !(type(object.status) == map && (!({{ $p }} in object.status) || (type(object.status[{{ $p }}]) == string && has(oldObject.status) && type(oldObject.status) == map && {{ $p }} in oldObject.status && type(oldObject.status[{{ $p }}]) == string && object.status[{{ $p }}] == oldObject.status[{{ $p }}])) && (!({{ $c }} in object.status) || (has(oldObject.status) && type(oldObject.status) == map && {{ $c }} in oldObject.status && type(object.status[{{ $c }}]) == type(oldObject.status[{{ $c }}]) && object.status[{{ $c }}] == oldObject.status[{{ $c }}])))
 {{- end }}

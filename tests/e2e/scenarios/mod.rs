@@ -5,6 +5,7 @@ mod dry_run;
 mod events;
 mod lifecycle;
 mod manager;
+mod match_condition;
 mod merging;
 pub mod repair;
 mod webhook_down;
@@ -54,6 +55,11 @@ pub fn all() -> Vec<Scenario> {
             "merging_block_clearance_is_attributed",
             MINUTE,
             merging::block_clearance
+        ),
+        scenario!(
+            "validate_is_called_only_when_it_may_deny",
+            MINUTE,
+            match_condition::validate_only_when_it_may_deny
         ),
         scenario!(
             "dry_run_gets_the_verdict_without_side_effects",

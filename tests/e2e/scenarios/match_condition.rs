@@ -1,0 +1,110 @@
+//! The validating webhook's built-in match condition (`review::validate_match_condition`, as the
+//! chart installs it): a progress write that keeps the phase and the block clearance never
+//! reaches /validate, while every move and every clearance still does and is still judged.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::json;
+
+use super::CLEAR_REASON;
+use crate::cluster::{api_error, merge_status, put_status};
+use crate::harness::Ctx;
+
+/// Reviews the webhook has answered on `endpoint`, whatever the outcome.
+fn calls(ctx: &Ctx, endpoint: &str) -> u64 {
+    let label = format!("endpoint=\"{endpoint}\"");
+    ctx.webhook
+        .metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("wfe_admission_requests_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// (mutate, validate) calls made while `write` ran. The scenarios run one at a time, so no
+/// other write is counted.
+async fn counted<T>(ctx: &Ctx, write: impl Future<Output = T>) -> (T, u64, u64) {
+    let (m, v) = (calls(ctx, "mutate"), calls(ctx, "validate"));
+    let out = write.await;
+    (out, calls(ctx, "mutate") - m, calls(ctx, "validate") - v)
+}
+
+pub async fn validate_only_when_it_may_deny(ctx: Arc<Ctx>) -> Result<()> {
+    let ctl = ctx.controller();
+    let name = ctx.create_in("match", &["Running"]).await?;
+
+    // Progress writes that keep the phase: a full PUT and a merge patch without the phase.
+    let (put, m, v) = counted(
+        &ctx,
+        put_status(&ctl, &name, |s| {
+            s.insert(
+                "executionStatus".into(),
+                json!({"status": "Unknown", "reason": "Running", "completedTasks": 1, "totalTasks": 3}),
+            );
+        }),
+    )
+    .await;
+    put.context("a progress PUT that keeps the phase")?;
+    ensure!(m >= 1, "the mutating webhook was not called ({m})");
+    ensure!(v == 0, "a progress PUT reached /validate {v} times");
+    let (patched, m, v) = counted(
+        &ctx,
+        merge_status(
+            &ctl,
+            &name,
+            json!({"executionStatus": {"completedTasks": 2}}),
+        ),
+    )
+    .await;
+    patched.context("a progress merge patch")?;
+    ensure!(
+        m >= 1 && v == 0,
+        "merge patch: /mutate {m}, /validate {v} calls"
+    );
+
+    // Moves are still judged: an illegal one, and a legal one by a writer who may not move it.
+    let (moved, _, v) = counted(&ctx, merge_status(&ctl, &name, json!({"phase": "Pending"}))).await;
+    let (code, message) = api_error(moved, "Running → Pending")?;
+    ensure!(
+        code == 403 && message.contains("illegal phase transition Running → Pending"),
+        "HTTP {code}: {message}"
+    );
+    ensure!(v >= 1, "Running → Pending did not reach /validate");
+    let (moved, _, v) = counted(
+        &ctx,
+        merge_status(&ctx.operator(), &name, json!({"phase": "Completed"})),
+    )
+    .await;
+    let (code, message) = api_error(moved, "the operator's Running → Completed")?;
+    ensure!(
+        code == 403 && message.contains("only controller may change the phase"),
+        "HTTP {code}: {message}"
+    );
+    ensure!(v >= 1, "the operator's move did not reach /validate");
+    let (moved, _, v) = counted(
+        &ctx,
+        merge_status(&ctl, &name, json!({"phase": "Completed"})),
+    )
+    .await;
+    moved.context("Running → Completed")?;
+    ensure!(v >= 1, "a legal move did not reach /validate");
+
+    // A clearance (attributed by /mutate) changes blockClearance: validated; repeating the
+    // stored one does not.
+    let name = ctx.create_in("match-clearance", &["Failed"]).await?;
+    let clearance =
+        json!({"blockClearance": {"clearReason": CLEAR_REASON, "clearMethod": "StatusField"}});
+    let (cleared, _, v) = counted(
+        &ctx,
+        merge_status(&ctx.operator(), &name, clearance.clone()),
+    )
+    .await;
+    cleared.context("the operator's clearance")?;
+    ensure!(v >= 1, "a new clearance did not reach /validate");
+    let (again, _, v) = counted(&ctx, merge_status(&ctx.operator(), &name, clearance)).await;
+    again.context("the same clearance again")?;
+    ensure!(v == 0, "an unchanged clearance reached /validate {v} times");
+    Ok(())
+}

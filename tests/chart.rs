@@ -12,8 +12,6 @@
 
 #[path = "chart/cluster.rs"]
 mod cluster;
-#[path = "e2e/control_plane.rs"]
-mod control_plane;
 #[path = "chart/helm.rs"]
 mod helm;
 #[path = "chart/render.rs"]

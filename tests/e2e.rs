@@ -12,8 +12,6 @@
 
 #[path = "e2e/cluster.rs"]
 mod cluster;
-#[path = "e2e/control_plane.rs"]
-mod control_plane;
 #[path = "e2e/harness.rs"]
 mod harness;
 #[path = "e2e/scenarios/mod.rs"]

@@ -4,7 +4,6 @@
 //! three copies of the CRD under different groups, so their rounds can be interleaved.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
 
+use super::control_plane;
 use super::fixtures::{self, Size};
 use crate::config::Config;
 use crate::policy::review;
@@ -34,10 +34,9 @@ pub fn cached_binaries() -> Option<PathBuf> {
     (dir.join("kube-apiserver").is_file() && dir.join("etcd").is_file()).then_some(dir)
 }
 
-/// A started control plane; stopped on drop.
+/// A started control plane and what the rows need from it; stopped on drop.
 pub struct ControlPlane {
-    pub workdir: PathBuf,
-    scripts: PathBuf,
+    plane: control_plane::ControlPlane,
     pub url: String,
     pub ca_file: PathBuf,
     pub kubeconfig: PathBuf,
@@ -47,55 +46,21 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     pub fn start(repo: &Path, bin_dir: &Path) -> anyhow::Result<Self> {
-        let scripts = repo.join("tests/e2e/control-plane");
-        let workdir = std::env::temp_dir().join(format!("wfe-bench-cp-{}", std::process::id()));
-        std::fs::create_dir_all(&workdir)?;
-        let log = std::fs::File::create(workdir.join("start.log"))?;
         let started = Instant::now();
-        let status = std::process::Command::new("bash")
-            .arg(scripts.join("start.sh"))
-            .arg(&workdir)
-            .env("WFE_K8S_BIN_DIR", bin_dir)
-            // start.sh's watchdog stops the control plane if this process dies without Drop.
-            .env("WFE_OWNER_PID", std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .status()
-            .context("start.sh")?;
+        let plane = control_plane::ControlPlane::start(repo, bin_dir, "bench")?;
         let start_ms = started.elapsed().as_secs_f64() * 1e3;
-        let mut cp = Self {
-            workdir: workdir.clone(),
-            scripts,
-            url: String::new(),
-            ca_file: PathBuf::new(),
-            kubeconfig: PathBuf::new(),
-            controller_token: String::new(),
+        Ok(Self {
+            url: plane.var("KUBE_APISERVER_URL")?.to_string(),
+            ca_file: PathBuf::from(plane.var("KUBE_CA_FILE")?),
+            kubeconfig: PathBuf::from(plane.var("KUBECONFIG")?),
+            controller_token: plane.var("WFE_TOKEN_CONTROLLER")?.to_string(),
             start_ms,
-        };
-        if !status.success() {
-            // The work directory goes away with `cp`: keep the end of the log in the error.
-            let log = std::fs::read_to_string(workdir.join("start.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(5).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err(anyhow!("start.sh failed: {}", tail.join(" | ")));
-        }
-        let out = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(r#". "$1/env" && printf '%s\n' "$KUBE_APISERVER_URL" "$KUBE_CA_FILE" "$KUBECONFIG" "$WFE_TOKEN_CONTROLLER""#)
-            .arg("_")
-            .arg(&workdir)
-            .output()?;
-        let text = String::from_utf8(out.stdout)?;
-        let lines: Vec<&str> = text.lines().collect();
-        let [url, ca, kubeconfig, token] = lines[..] else {
-            return Err(anyhow!("cannot read {}/env", workdir.display()));
-        };
-        cp.url = url.to_string();
-        cp.ca_file = PathBuf::from(ca);
-        cp.kubeconfig = PathBuf::from(kubeconfig);
-        cp.controller_token = token.to_string();
-        Ok(cp)
+            plane,
+        })
+    }
+
+    pub fn workdir(&self) -> &Path {
+        self.plane.path()
     }
 
     pub async fn admin(&self) -> anyhow::Result<Client> {
@@ -118,18 +83,6 @@ impl ControlPlane {
 
     pub fn ca_pem(&self) -> anyhow::Result<String> {
         Ok(std::fs::read_to_string(&self.ca_file)?)
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("bash")
-            .arg(self.scripts.join("stop.sh"))
-            .arg(&self.workdir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.workdir);
     }
 }
 

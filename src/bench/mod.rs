@@ -6,6 +6,7 @@
 //! rows run the real binary as a child process; the end-to-end rows go through a real
 //! kube-apiserver when its binaries are cached; the status-manager rows count API writes.
 
+pub mod control_plane;
 pub mod e2e;
 pub mod fixtures;
 pub mod inproc;
@@ -315,7 +316,7 @@ async fn run_e2e(
     let controller = cp.controller()?;
     e2e::install(&admin, &options.repo).await?;
     // The webhooks, served by this process with a pair the API server trusts (its own CA).
-    let pki = cp.workdir.join("pki");
+    let pki = cp.workdir().join("pki");
     let ca_cert = std::fs::read_to_string(pki.join("ca.crt")).context("control-plane CA")?;
     let ca_key = std::fs::read_to_string(pki.join("ca.key")).context("control-plane CA key")?;
     let (cert, key) = crate::certgen::sign_with(

@@ -23,10 +23,10 @@ use kube::api::{Api, ApiResource, DynamicObject, ObjectMeta, PostParams};
 use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
 
-use crate::control_plane::{self, ControlPlane};
 use crate::helm::{Helm, Manifests, chart_dir, path_str, repo};
 use crate::render::{merged, mode_values};
 use crate::{Case, Ctx};
+use wfe_admission::bench::control_plane::{self, ControlPlane};
 
 pub fn cases() -> Vec<Case> {
     macro_rules! case {
@@ -70,8 +70,8 @@ pub struct Cluster {
 impl Cluster {
     pub fn start() -> Result<Self> {
         let started = Instant::now();
-        let (bin_dir, _) = control_plane::build()?;
-        let plane = ControlPlane::start(&bin_dir, "chart")?;
+        let (bin_dir, _) = control_plane::build(&repo())?;
+        let plane = ControlPlane::start(&repo(), &bin_dir, "chart")?;
         let path = plane.path().to_path_buf();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

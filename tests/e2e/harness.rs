@@ -11,9 +11,9 @@ use kube::api::{PatchParams, PostParams};
 use serde_json::json;
 
 use crate::cluster::{self, Clients};
-use crate::control_plane::{self, ControlPlane};
 use crate::scenarios;
 use crate::webhook::Webhook;
+use wfe_admission::bench::control_plane::{self, ControlPlane};
 
 /// Where the scenarios create their objects.
 pub const NS: &str = "e2e";
@@ -60,17 +60,21 @@ fn all_failed(selected: &[Scenario], why: &anyhow::Error) -> Report {
     }
 }
 
+fn repo() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
 /// Builds and starts the control plane, sets up, runs `selected`, tears down.
 pub fn run(selected: Vec<Scenario>) -> Report {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (bin_dir, took) = match control_plane::build() {
+    let (bin_dir, took) = match control_plane::build(repo()) {
         Ok(b) => b,
         Err(e) => return all_failed(&selected, &e),
     };
     println!("e2e: control-plane build took {:.1} s", took.as_secs_f64());
     let started = Instant::now();
     // Declared before the runtime, so dropped after it: stop.sh runs last, on every path.
-    let mut plane = match ControlPlane::start(&bin_dir, "e2e") {
+    let mut plane = match ControlPlane::start(repo(), &bin_dir, "e2e") {
         Ok(p) => p,
         Err(e) => return all_failed(&selected, &e),
     };

@@ -1,6 +1,7 @@
-//! The local control plane: build.sh, start.sh and stop.sh driven from Rust. `ControlPlane` is a
-//! drop guard: stop.sh runs when it goes out of scope, on success, failure and panic alike.
-//! Shared by the e2e suite and the chart's cluster cases (tests/chart.rs includes this file).
+//! The local control plane (tests/e2e/control-plane): build.sh, start.sh and stop.sh driven
+//! from Rust. `ControlPlane` is a drop guard: stop.sh runs when it goes out of scope, on
+//! success, failure and panic alike. Used by the benchmark's kube-apiserver rows, the e2e suite
+//! and the chart's cluster cases.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-fn scripts() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/control-plane")
+fn scripts(repo: &Path) -> PathBuf {
+    repo.join("tests/e2e/control-plane")
 }
 
-/// Runs build.sh (instant when cached) and returns the directory of the binaries.
-pub fn build() -> Result<(PathBuf, Duration)> {
+/// Runs `repo`'s build.sh (instant when cached) and returns the directory of the binaries.
+pub fn build(repo: &Path) -> Result<(PathBuf, Duration)> {
     let started = Instant::now();
-    let out = Command::new(scripts().join("build.sh"))
+    let out = Command::new(scripts(repo).join("build.sh"))
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -34,8 +35,9 @@ pub fn build() -> Result<(PathBuf, Duration)> {
 }
 
 pub struct ControlPlane {
-    /// Which suite runs it (`e2e`, `chart`): its messages, temp dir and keep variable.
+    /// Which suite runs it (`e2e`, `chart`, `bench`): its messages, temp dir and keep variable.
     label: &'static str,
+    scripts: PathBuf,
     /// Removed on drop unless WFE_<LABEL>_KEEP=1 (logs stay there for inspection).
     dir: Option<tempfile::TempDir>,
     path: PathBuf,
@@ -45,7 +47,8 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// start.sh in a fresh temp dir, with this process as the owner its watchdog follows.
-    pub fn start(bin_dir: &Path, label: &'static str) -> Result<Self> {
+    /// Its output goes to `start.log` there; a failure carries the end of it.
+    pub fn start(repo: &Path, bin_dir: &Path, label: &'static str) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("wfe-{label}."))
             .tempdir()
@@ -54,22 +57,30 @@ impl ControlPlane {
         // The guard exists before start.sh runs, so a half-started plane is stopped too.
         let mut plane = ControlPlane {
             label,
+            scripts: scripts(repo),
             dir: Some(dir),
             path: path.clone(),
             env: HashMap::new(),
             stopped: false,
         };
-        let status = Command::new(scripts().join("start.sh"))
+        let log = std::fs::File::create(path.join("start.log")).context("start.log")?;
+        let status = Command::new(plane.scripts.join("start.sh"))
             .arg(&path)
             .env("WFE_K8S_BIN_DIR", bin_dir)
+            // start.sh's watchdog stops the plane if this process dies without Drop.
             .env("WFE_OWNER_PID", std::process::id().to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stdout(log.try_clone().context("start.log")?)
+            .stderr(log)
             .status()
             .context("cannot run start.sh")?;
         if !status.success() {
-            bail!("start.sh failed ({status})");
+            let log = std::fs::read_to_string(path.join("start.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            bail!(
+                "start.sh failed ({status}):\n{}",
+                lines[lines.len().saturating_sub(15)..].join("\n")
+            );
         }
         plane.env = read_env(&path)?;
         Ok(plane)
@@ -107,7 +118,7 @@ impl ControlPlane {
         }
         self.stopped = true;
         let started = Instant::now();
-        match Command::new(scripts().join("stop.sh"))
+        match Command::new(self.scripts.join("stop.sh"))
             .arg(&self.path)
             .stdin(Stdio::null())
             .status()

@@ -17,21 +17,28 @@ fn scripts(repo: &Path) -> PathBuf {
 /// Runs `repo`'s build.sh (instant when cached) and returns the directory of the binaries.
 pub fn build(repo: &Path) -> Result<(PathBuf, Duration)> {
     let started = Instant::now();
-    let out = Command::new(scripts(repo).join("build.sh"))
+    let dir = run_build_script(&scripts(repo).join("build.sh"))?;
+    Ok((dir, started.elapsed()))
+}
+
+/// Runs one of the project's build scripts (control plane, helm), which print what they built
+/// or found in the cache on their last line.
+pub fn run_build_script(script: &Path) -> Result<PathBuf> {
+    let out = Command::new(script)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
-        .context("cannot run build.sh")?;
+        .with_context(|| format!("cannot run {}", script.display()))?;
     if !out.status.success() {
-        bail!("build.sh failed ({})", out.status);
+        bail!("{} failed ({})", script.display(), out.status);
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let dir = stdout
+    let last = stdout
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
-        .context("build.sh printed no directory")?;
-    Ok((PathBuf::from(dir.trim()), started.elapsed()))
+        .with_context(|| format!("{} printed nothing", script.display()))?;
+    Ok(PathBuf::from(last.trim()))
 }
 
 pub struct ControlPlane {

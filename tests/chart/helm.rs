@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+use wfe_admission::bench::control_plane::run_build_script;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -27,23 +28,7 @@ impl Helm {
     /// build.sh (instant when cached), then a private home for helm's state.
     pub fn build() -> Result<Self> {
         let started = Instant::now();
-        let out = Command::new(repo().join("tests/e2e/helm/build.sh"))
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .context("cannot run tests/e2e/helm/build.sh")?;
-        if !out.status.success() {
-            bail!("tests/e2e/helm/build.sh failed ({})", out.status);
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let bin = stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .context("build.sh printed no path")?
-            .trim()
-            .to_string();
-        let bin = PathBuf::from(bin);
+        let bin = run_build_script(&repo().join("tests/e2e/helm/build.sh"))?;
         if !bin.is_file() {
             bail!("build.sh printed {}, which is not a file", bin.display());
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use rustls_pki_types::pem::PemObject as _;
 use serde_json::{Value, json};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -270,8 +271,6 @@ async fn plain_http_on_the_tls_port_is_told_so() {
     assert!(answer.contains("HTTPS server"), "{answer}");
     server.stop().await;
 }
-
-use rustls_pki_types::pem::PemObject as _;
 
 #[tokio::test]
 async fn headers_trickled_too_slowly_are_cut_off_and_others_are_served() {

@@ -238,7 +238,7 @@ async fn unready(webhook: &Webhook) -> bool {
 #[tokio::test]
 async fn sigterm_during_load_loses_no_request_and_exits_0() {
     let _one = ONE_LOAD_AT_A_TIME.lock().await;
-    let mut webhook = Webhook::start(&["--shutdown-delay", "3s", "--shutdown-grace", "20s"]).await;
+    let mut webhook = Webhook::start(&["--shutdown-delay", "5s", "--shutdown-grace", "20s"]).await;
     // h2 and HTTP/1.1 keep-alive clients, as API servers use both.
     let clients = vec![webhook.client(false), webhook.client(true)];
     let mut plan = Plan::new(webhook.base(), clients, Mix::Denials, 200_000);
@@ -249,6 +249,7 @@ async fn sigterm_during_load_loses_no_request_and_exits_0() {
     wait_progress(&plan, 1500).await;
     let at_signal = plan.progress.load(Ordering::Acquire);
     webhook.terminate();
+    let signalled = std::time::Instant::now();
     // The load goes on until the replica reports unready, as it would until the Service's
     // endpoints drop it; then no new request is sent to it. In-flight ones run to the end.
     let mut polls = 0;
@@ -258,10 +259,11 @@ async fn sigterm_during_load_loses_no_request_and_exits_0() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let at_unready = plan.progress.load(Ordering::Acquire);
-    // Endpoints take a while to follow: one more second of load, well inside the 3 s delay.
+    // Endpoints take a while to follow: one more second of load, well inside the 5 s delay.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let at_stop = plan.progress.load(Ordering::Acquire);
     stop.store(true, Ordering::Release);
+    let stopped_after = signalled.elapsed();
     let status = webhook.wait_exit(Duration::from_secs(40)).await;
     let report = tokio::time::timeout(Duration::from_secs(60), load)
         .await
@@ -291,7 +293,7 @@ async fn sigterm_during_load_loses_no_request_and_exits_0() {
         .collect();
     assert!(
         failed.is_empty(),
-        "{} requests failed: {failed:#?}",
+        "{} requests failed (the load stopped {stopped_after:?} after SIGTERM; the delay is 5 s): {failed:#?}",
         failed.len()
     );
     let wrong = report.wrong();

@@ -72,7 +72,7 @@ impl ServeOptions {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             shutdown_delay: Duration::ZERO,
-            shutdown_grace: Duration::from_secs(25),
+            shutdown_grace: Duration::from_secs(20),
             cert_reload_interval: Duration::from_secs(60),
         }
     }

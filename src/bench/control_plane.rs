@@ -178,3 +178,35 @@ fn read_env(dir: &Path) -> Result<HashMap<String, String>> {
         })
         .collect())
 }
+
+/// Waits until the API server reports the CRD `name` Established, i.e. serves its kinds.
+/// Errors reading it are retried until `within` is over, then reported.
+pub async fn wait_established(admin: &kube::Client, name: &str, within: Duration) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(admin.clone());
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let last_error = match api.get(name).await {
+            Ok(crd) => {
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                if established {
+                    return Ok(());
+                }
+                None
+            }
+            Err(e) => Some(e),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            match last_error {
+                Some(e) => bail!("CRD {name} not Established after {within:?}; last error: {e}"),
+                None => bail!("CRD {name} not Established after {within:?}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

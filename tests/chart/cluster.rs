@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use base64::Engine;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
@@ -143,28 +143,14 @@ impl Cluster {
                 }))?;
                 crds.create(&PostParams::default(), &crd).await?;
             }
-            let deadline = Instant::now() + Duration::from_secs(30);
             for name in [
                 "certificates.cert-manager.io",
                 "issuers.cert-manager.io",
                 "servicemonitors.monitoring.coreos.com",
             ] {
-                loop {
-                    let crd = crds.get(name).await?;
-                    let established = crd
-                        .status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    if established {
-                        break;
-                    }
-                    if Instant::now() > deadline {
-                        bail!("stand-in CRD {name} not established after 30 s");
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+                control_plane::wait_established(&self.admin, name, Duration::from_secs(30))
+                    .await
+                    .context("stand-in CRD")?;
             }
             Ok(())
         })

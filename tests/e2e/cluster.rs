@@ -74,25 +74,12 @@ pub async fn install_crd(admin: &Client) -> Result<()> {
     let value: Value = serde_saphyr::from_str(&text).context(path)?;
     let crd: CustomResourceDefinition = serde_json::from_value(value)?;
     let name = crd.metadata.name.clone().context("the CRD has no name")?;
-    let api = Api::<CustomResourceDefinition>::all(admin.clone());
-    api.create(&PostParams::default(), &crd)
+    Api::<CustomResourceDefinition>::all(admin.clone())
+        .create(&PostParams::default(), &crd)
         .await
         .context("cannot create the CRD")?;
-    eventually("the CRD to be Established", Duration::from_secs(30), || {
-        let api = api.clone();
-        let name = name.clone();
-        async move {
-            let crd = api.get(&name).await?;
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            Ok(established.then_some(()))
-        }
-    })
-    .await
+    wfe_admission::bench::control_plane::wait_established(admin, &name, Duration::from_secs(30))
+        .await
 }
 
 /// A WorkflowExecution as the orchestrator creates it (no status), as the admin. Retries the
@@ -209,6 +196,21 @@ pub async fn events(admin: &Client, ns: &str, reason: &str, name: &str) -> Resul
         .await
         .with_context(|| format!("listing Events with --field-selector {selector}"))?;
     Ok(list.items)
+}
+
+/// Waits up to `limit` for at least one Event with this reason regarding `name`; returns them.
+pub async fn wait_events(
+    admin: &Client,
+    ns: &str,
+    reason: &str,
+    name: &str,
+    limit: Duration,
+) -> Result<Vec<Event>> {
+    eventually(&format!("a {reason} Event about {name}"), limit, || async {
+        let list = events(admin, ns, reason, name).await?;
+        Ok((!list.is_empty()).then_some(list))
+    })
+    .await
 }
 
 /// Polls `probe` every 200 ms until it returns `Some`, for at most `limit`.

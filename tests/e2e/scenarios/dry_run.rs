@@ -57,13 +57,13 @@ pub async fn dry_run(ctx: Arc<Ctx>) -> Result<()> {
     .await;
     api_error(result, "the witness's Failed → Running")?;
     let admin = ctx.clients.admin.clone();
-    cluster::eventually("the witness's Event", Duration::from_secs(15), || {
-        let (admin, witness) = (admin.clone(), witness.clone());
-        async move {
-            let list = cluster::events(&admin, NS, "IllegalPhaseTransition", &witness).await?;
-            Ok((!list.is_empty()).then_some(()))
-        }
-    })
+    cluster::wait_events(
+        &admin,
+        NS,
+        "IllegalPhaseTransition",
+        &witness,
+        Duration::from_secs(15),
+    )
     .await?;
     let list = cluster::events(&admin, NS, "IllegalPhaseTransition", &name).await?;
     ensure!(list.is_empty(), "dry-runs recorded Events: {list:?}");

@@ -33,18 +33,15 @@ pub async fn corrections_and_series(ctx: Arc<Ctx>) -> Result<()> {
         st.get("executionRef") == Some(&json!({"name": "job-1"})),
         "the controller's value was restored: {st:?}"
     );
-    let event = cluster::eventually(
-        "a StatusFieldRestored Event",
+    let list = cluster::wait_events(
+        &admin,
+        NS,
+        "StatusFieldRestored",
+        &name,
         Duration::from_secs(15),
-        || {
-            let (admin, name) = (admin.clone(), name.clone());
-            async move {
-                let list = cluster::events(&admin, NS, "StatusFieldRestored", &name).await?;
-                Ok(list.into_iter().next())
-            }
-        },
     )
     .await?;
+    let event = &list[0];
     let note = event.note.clone().unwrap_or_default();
     println!("    StatusFieldRestored: {note}");
     ensure!(
@@ -122,13 +119,13 @@ pub async fn superseded_denials_are_not_recorded(ctx: Arc<Ctx>) -> Result<()> {
     let result = merge_status(&ctl, &witness, json!({"phase": "Running"})).await;
     api_error(result, "the witness's Failed → Running")?;
     let admin = ctx.clients.admin.clone();
-    cluster::eventually("the witness's Event", Duration::from_secs(15), || {
-        let (admin, witness) = (admin.clone(), witness.clone());
-        async move {
-            let list = cluster::events(&admin, NS, "IllegalPhaseTransition", &witness).await?;
-            Ok((!list.is_empty()).then_some(()))
-        }
-    })
+    cluster::wait_events(
+        &admin,
+        NS,
+        "IllegalPhaseTransition",
+        &witness,
+        Duration::from_secs(15),
+    )
     .await?;
     for name in &names {
         let list = cluster::events(&admin, NS, "IllegalPhaseTransition", name).await?;

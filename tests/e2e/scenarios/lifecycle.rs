@@ -128,16 +128,12 @@ pub async fn illegal(ctx: Arc<Ctx>) -> Result<()> {
 
         let uid = before.metadata.uid.clone();
         let admin = ctx.clients.admin.clone();
-        let list = cluster::eventually(
-            "an IllegalPhaseTransition Event",
+        let list = cluster::wait_events(
+            &admin,
+            NS,
+            "IllegalPhaseTransition",
+            &name,
             Duration::from_secs(15),
-            || {
-                let (admin, name) = (admin.clone(), name.clone());
-                async move {
-                    let list = cluster::events(&admin, NS, "IllegalPhaseTransition", &name).await?;
-                    Ok((!list.is_empty()).then_some(list))
-                }
-            },
         )
         .await?;
         // Walking the object to `from` quickly makes the API server judge some of those moves

@@ -11,3 +11,11 @@ pub mod policy;
 pub mod selfcert;
 pub mod server;
 pub mod status;
+
+/// Installs ring as the process's rustls crypto provider: rustls, kube's client and rcgen all
+/// use it. `false` when one was installed already (a test calling it again, or another crate).
+pub fn install_crypto_provider() -> bool {
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_ok()
+}

@@ -12,11 +12,7 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // One crypto provider for the whole process: rustls, kube's client and rcgen all use ring.
-    if rustls::crypto::ring::default_provider()
-        .install_default()
-        .is_err()
-    {
+    if !wfe_admission::install_crypto_provider() {
         eprintln!("error: a rustls crypto provider was already installed");
         return ExitCode::FAILURE;
     }

@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn a_fresh_secret_gets_a_ca_and_a_pair_for_the_service_names() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = crate::install_crypto_provider();
         let m = next_material(None, &options(), now())
             .expect("generate")
             .expect("material");
@@ -393,7 +393,7 @@ mod tests {
 
     #[test]
     fn a_pair_close_to_expiry_is_reissued_by_the_same_ca() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = crate::install_crypto_provider();
         let m = next_material(None, &options(), now())
             .expect("ok")
             .expect("material");
@@ -408,7 +408,7 @@ mod tests {
 
     #[test]
     fn an_expiring_ca_is_replaced_and_the_old_one_stays_in_the_bundle() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = crate::install_crypto_provider();
         let m = next_material(None, &options(), now())
             .expect("ok")
             .expect("material");
@@ -423,7 +423,7 @@ mod tests {
 
     #[test]
     fn a_broken_pair_is_replaced() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = crate::install_crypto_provider();
         let mut m = next_material(None, &options(), now())
             .expect("ok")
             .expect("material");

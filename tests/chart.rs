@@ -74,7 +74,7 @@ fn all() -> Vec<Case> {
 }
 
 fn main() -> ExitCode {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = wfe_admission::install_crypto_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
         for c in all() {

@@ -40,10 +40,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    if rustls::crypto::ring::default_provider()
-        .install_default()
-        .is_err()
-    {
+    if !wfe_admission::install_crypto_provider() {
         eprintln!("error: a rustls crypto provider was already installed");
         return ExitCode::FAILURE;
     }

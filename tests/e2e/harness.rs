@@ -66,7 +66,7 @@ fn repo() -> &'static std::path::Path {
 
 /// Builds and starts the control plane, sets up, runs `selected`, tears down.
 pub fn run(selected: Vec<Scenario>) -> Report {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = wfe_admission::install_crypto_provider();
     let (bin_dir, took) = match control_plane::build(repo()) {
         Ok(b) => b,
         Err(e) => return all_failed(&selected, &e),

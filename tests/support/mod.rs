@@ -19,7 +19,7 @@ use wfe_admission::server::{self, Running, ServeOptions, VerdictSink};
 pub const CONTROLLER: &str = "system:serviceaccount:kubernaut-system:workflowexecution-controller";
 
 pub fn install_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = wfe_admission::install_crypto_provider();
 }
 
 pub fn bundle() -> Bundle {

@@ -168,10 +168,11 @@ impl Cluster {
         helm.run(&all).expect("run helm")
     }
 
-    fn install<'a>(&'a self, helm: &'a Helm, values: &Value) -> Release<'a> {
+    /// `helm install` of the chart with `values` as the release; its output, success or not.
+    fn try_install(&self, helm: &Helm, values: &Value) -> std::process::Output {
         let file = helm.values_file(values);
         let chart = chart_dir();
-        let out = self.helm(
+        self.helm(
             helm,
             &[
                 "install",
@@ -182,7 +183,11 @@ impl Cluster {
                 "--values",
                 path_str(&file),
             ],
-        );
+        )
+    }
+
+    fn install<'a>(&'a self, helm: &'a Helm, values: &Value) -> Release<'a> {
+        let out = self.try_install(helm, values);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -519,20 +524,7 @@ fn assert_base_rbac(cluster: &Cluster) {
 
 fn install_with_a_schema_violation_fails_and_creates_nothing(ctx: &mut Ctx) {
     let (helm, cluster) = ctx.cluster();
-    let file = helm.values_file(&json!({"webhook": {"timeoutSeconds": 45}}));
-    let chart = chart_dir();
-    let out = cluster.helm(
-        helm,
-        &[
-            "install",
-            RELEASE,
-            path_str(&chart),
-            "--namespace",
-            NS,
-            "--values",
-            path_str(&file),
-        ],
-    );
+    let out = cluster.try_install(helm, &json!({"webhook": {"timeoutSeconds": 45}}));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),

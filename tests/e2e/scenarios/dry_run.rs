@@ -2,13 +2,12 @@
 //! no Event and no change.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::cluster::{self, api_error, put_status, put_status_with, rv, status_of, text};
+use crate::cluster::{self, api_error, put_status_with, rv, status_of, text};
 use crate::harness::{Ctx, NS};
 
 pub async fn dry_run(ctx: Arc<Ctx>) -> Result<()> {
@@ -48,24 +47,9 @@ pub async fn dry_run(ctx: Arc<Ctx>) -> Result<()> {
     let after = ctx.stored(&name).await?;
     ensure!(rv(&after) == rv(&before), "a dry-run changed storage");
 
-    // No Event: the event worker is one FIFO queue, so once the Event of a later real denial
-    // exists, one for the dry-runs would exist too.
-    let witness = ctx.create_in("dry-witness", &["Failed"]).await?;
-    let result = put_status(&ctl, &witness, |s| {
-        s.insert("phase".into(), json!("Running"));
-    })
-    .await;
-    api_error(result, "the witness's Failed → Running")?;
-    let admin = ctx.clients.admin.clone();
-    cluster::wait_events(
-        &admin,
-        NS,
-        "IllegalPhaseTransition",
-        &witness,
-        Duration::from_secs(15),
-    )
-    .await?;
-    let list = cluster::events(&admin, NS, "IllegalPhaseTransition", &name).await?;
+    // No Event: once a later real denial's Event exists, one for the dry-runs would too.
+    super::events_flushed(&ctx, "dry-witness").await?;
+    let list = cluster::events(&ctx.clients.admin, NS, "IllegalPhaseTransition", &name).await?;
     ensure!(list.is_empty(), "dry-runs recorded Events: {list:?}");
 
     // A legal move, dry-run: the answer is the mutated object, storage is unchanged.

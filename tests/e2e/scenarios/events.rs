@@ -113,20 +113,9 @@ pub async fn superseded_denials_are_not_recorded(ctx: Arc<Ctx>) -> Result<()> {
     let stale = super::concurrent::denials(&ctx) - denied_before;
     println!("    {stale} of {OBJECTS} Completed writes were first judged against a stale copy");
 
-    // The event worker is one FIFO queue: once a later real denial's Event exists, the
-    // superseded ones have been dealt with.
-    let witness = ctx.create_in("superseded-witness", &["Failed"]).await?;
-    let result = merge_status(&ctl, &witness, json!({"phase": "Running"})).await;
-    api_error(result, "the witness's Failed → Running")?;
+    // Once a later real denial's Event exists, the superseded ones have been dealt with.
+    super::events_flushed(&ctx, "superseded-witness").await?;
     let admin = ctx.clients.admin.clone();
-    cluster::wait_events(
-        &admin,
-        NS,
-        "IllegalPhaseTransition",
-        &witness,
-        Duration::from_secs(15),
-    )
-    .await?;
     for name in &names {
         let list = cluster::events(&admin, NS, "IllegalPhaseTransition", name).await?;
         let notes: Vec<_> = list.iter().filter_map(|e| e.note.clone()).collect();

@@ -25,6 +25,25 @@ use crate::harness::{Ctx, NS, Scenario};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
+/// Returns once every Event queued before the call has been dealt with: the event worker is
+/// one FIFO queue, so when a fresh denial's Event (on a new `label` object) exists, so do
+/// (or never will) the earlier ones.
+async fn events_flushed(ctx: &Ctx, label: &str) -> Result<()> {
+    let witness = ctx.create_in(label, &["Failed"]).await?;
+    let result =
+        cluster::merge_status(&ctx.controller(), &witness, json!({"phase": "Running"})).await;
+    cluster::api_error(result, "the witness's Failed → Running")?;
+    cluster::wait_events(
+        &ctx.clients.admin,
+        NS,
+        "IllegalPhaseTransition",
+        &witness,
+        Duration::from_secs(15),
+    )
+    .await?;
+    Ok(())
+}
+
 pub fn all() -> Vec<Scenario> {
     macro_rules! scenario {
         ($name:literal, $limit:expr, $f:path) => {

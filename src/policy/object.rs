@@ -11,9 +11,11 @@ use std::borrow::Cow;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{ApiResource, DynamicObject, DynamicResourceScope, Resource};
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use std::cell::RefCell;
+
+use serde::de::value::SeqAccessDeserializer;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// An object the review can judge: its metadata (through [`Resource::meta`]) and its body,
@@ -59,9 +61,33 @@ struct LeanMeta {
     generation: Option<i64>,
 }
 
-/// `Some(value)` for a present key, `null` included (an absent key stays `None`).
+thread_local! {
+    /// The status fields [`StatusObject`]s keep while parsing; `None` keeps all of them.
+    static KEEP: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// Runs `parse` with [`StatusObject`]s keeping only the status fields in `keep` (the others are
+/// skipped, not built): the validating endpoint reads two of them. A thread-local, because
+/// serde's derive of `AdmissionReview` cannot hand a seed down to the objects it holds.
+pub fn keeping<T>(keep: &[&str], parse: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Vec<String>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            KEEP.with(|k| *k.borrow_mut() = outer);
+        }
+    }
+    let keep = keep.iter().map(|k| k.to_string()).collect();
+    let _restore = Restore(KEEP.with(|k| k.replace(Some(keep))));
+    parse()
+}
+
+/// `Some(status)` for a present key, `null` included (an absent key stays `None`).
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+    KEEP.with(|k| match k.borrow().as_deref() {
+        Some(keep) => d.deserialize_any(Kept(keep)).map(Some),
+        None => Value::deserialize(d).map(Some),
+    })
 }
 
 #[derive(Deserialize)]
@@ -86,38 +112,6 @@ impl<'de> Deserialize<'de> for StatusObject {
     }
 }
 
-/// An object whose status is kept as raw JSON, to be read later with only the fields the
-/// caller needs ([`RawStatusObject::keep`]): the validating endpoint reads two status fields
-/// and need not build the rest.
-#[derive(Debug, Clone, Default)]
-pub struct RawStatusObject {
-    pub metadata: ObjectMeta,
-    pub status: Option<Box<RawValue>>,
-}
-
-/// `Some(raw)` for a present key, `null` included.
-fn present_raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
-    Box::<RawValue>::deserialize(d).map(Some)
-}
-
-#[derive(Deserialize)]
-struct LeanRaw {
-    #[serde(default)]
-    metadata: LeanMeta,
-    #[serde(default, deserialize_with = "present_raw")]
-    status: Option<Box<RawValue>>,
-}
-
-impl<'de> Deserialize<'de> for RawStatusObject {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let lean = LeanRaw::deserialize(d)?;
-        Ok(Self {
-            metadata: lean.metadata.into_meta(),
-            status: lean.status,
-        })
-    }
-}
-
 impl LeanMeta {
     fn into_meta(self) -> ObjectMeta {
         ObjectMeta {
@@ -131,57 +125,67 @@ impl LeanMeta {
     }
 }
 
-/// Reads a JSON object keeping only `keep`'s keys (others are skipped, not built).
-struct Only<'k>(&'k [&'k str]);
+/// A status with only `keep`'s keys when it is an object; anything else is built whole, so
+/// that it is judged as before.
+struct Kept<'k>(&'k [String]);
 
-impl<'de> DeserializeSeed<'de> for Only<'_> {
-    type Value = Map<String, Value>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Only<'_> {
-    type Value = Map<String, Value>;
+impl<'de> Visitor<'de> for Kept<'_> {
+    type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("any valid JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if self.0.contains(&key.as_ref()) {
+            if self.0.iter().any(|k| *k == key) {
                 out.insert(key.into_owned(), map.next_value::<Value>()?);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(out)
+        Ok(Value::Object(out))
     }
-}
 
-impl RawStatusObject {
-    /// The object with only the status fields in `keep` (all of them with `None`). A status
-    /// that is not an object (or `null`) is kept whole, so that it is judged as before.
-    pub fn keep(self, keep: Option<&[&str]>) -> Result<StatusObject, serde_json::Error> {
-        let mut data = Map::new();
-        if let Some(raw) = self.status {
-            let text = raw.get();
-            let status = match keep {
-                Some(keep) if text.starts_with('{') => {
-                    let mut de = serde_json::Deserializer::from_str(text);
-                    Value::Object(Only(keep).deserialize(&mut de)?)
-                }
-                _ => serde_json::from_str(text)?,
-            };
-            data.insert("status".into(), status);
-        }
-        Ok(StatusObject {
-            metadata: self.metadata,
-            data: Value::Object(data),
-        })
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
@@ -222,7 +226,7 @@ macro_rules! dynamic_resource {
         }
     )*};
 }
-dynamic_resource!(RawStatusObject, StatusObject);
+dynamic_resource!(StatusObject);
 
 #[cfg(test)]
 mod tests {
@@ -265,33 +269,62 @@ mod tests {
         assert_eq!(s.meta().name, None);
     }
 
+    fn kept(keep: &[&str], v: &Value) -> StatusObject {
+        keeping(keep, || serde_json::from_str(&v.to_string())).expect("kept")
+    }
+
     #[test]
-    fn raw_status_keeps_only_what_is_asked() {
+    fn keeping_builds_only_the_fields_asked_for() {
         let v = json!({"metadata": {"name": "a", "uid": "u"},
             "status": {"phase": "Running", "conditions": [{"type": "Ready"}], "x": {"y": 1}}});
-        let raw: RawStatusObject = serde_json::from_str(&v.to_string()).expect("raw");
-        let kept = raw.clone().keep(Some(&["phase", "x"])).expect("keep");
+        let only = kept(&["phase", "x"], &v);
         assert_eq!(
-            kept.body(),
+            only.body(),
             &json!({"status": {"phase": "Running", "x": {"y": 1}}})
         );
-        assert_eq!(kept.meta().uid.as_deref(), Some("u"));
-        let all = raw.keep(None).expect("all");
-        let full: StatusObject = serde_json::from_value(v).expect("lean");
-        assert_eq!(all, full);
-        for status in [json!(null), json!("text"), json!([1])] {
-            let v = json!({"metadata": {}, "status": status});
-            let raw: RawStatusObject = serde_json::from_str(&v.to_string()).expect("raw");
-            let full: StatusObject = serde_json::from_value(v).expect("lean");
-            assert_eq!(raw.keep(Some(&["phase"])).expect("keep"), full);
-        }
-        let raw: RawStatusObject = serde_json::from_str(r#"{"metadata": {}}"#).expect("raw");
+        assert_eq!(only.meta().uid.as_deref(), Some("u"));
+        // Outside `keeping`, and after it, everything is built again.
+        let full: StatusObject = serde_json::from_value(v.clone()).expect("lean");
         assert_eq!(
-            raw.keep(Some(&["phase"]))
-                .expect("keep")
+            full.body(),
+            v.get("status")
+                .map(|s| json!({"status": s}))
+                .as_ref()
+                .expect("status")
+        );
+        let after: StatusObject = serde_json::from_str(&v.to_string()).expect("lean");
+        assert_eq!(after, full);
+        for status in [
+            json!(null),
+            json!("text"),
+            json!([1, {"a": [true, 1.5, -2]}]),
+            json!(7),
+        ] {
+            let v = json!({"metadata": {}, "status": status});
+            let full: StatusObject = serde_json::from_value(v.clone()).expect("lean");
+            assert_eq!(kept(&["phase"], &v), full, "{v}");
+        }
+        assert_eq!(
+            kept(&["phase"], &json!({"metadata": {}}))
                 .body()
                 .get("status"),
             None
+        );
+    }
+
+    #[test]
+    fn keeping_is_undone_when_the_parse_fails_or_panics() {
+        let v = json!({"status": {"phase": "Running", "x": 1}});
+        let err = keeping(&["phase"], || {
+            serde_json::from_str::<StatusObject>("{\"status\": {")
+        });
+        assert!(err.is_err());
+        let panicked = std::panic::catch_unwind(|| keeping(&["phase"], || panic!("inside")));
+        assert!(panicked.is_err());
+        let after: StatusObject = serde_json::from_value(v.clone()).expect("lean");
+        assert_eq!(
+            after.body(),
+            &json!({"status": {"phase": "Running", "x": 1}})
         );
     }
 

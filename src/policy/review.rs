@@ -267,7 +267,7 @@ pub fn mutate<K: ReviewObject>(
 }
 
 /// The status fields [`validate`] reads; everything else in a status is never looked at, so the
-/// HTTP handler builds only these (`policy::object::RawStatusObject::keep`). A new check in
+/// HTTP handler builds only these (`policy::object::keeping`). A new check in
 /// `validate` that reads another status field must add it here.
 pub fn validate_reads(policy: &Policy) -> [&str; 2] {
     [

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::metrics::{Endpoint, Metrics, Outcome};
 use crate::policy::Policy;
-use crate::policy::object::{RawStatusObject, StatusObject};
+use crate::policy::object::{StatusObject, keeping};
 use crate::policy::review::{self, Decision, Verdict};
 
 /// Receives each verdict after its answer is built (events, rejection conditions). It must not
@@ -144,40 +144,10 @@ pub fn parse_for(
 ) -> Result<AdmissionRequest<StatusObject>, String> {
     match endpoint {
         Endpoint::Mutate => parse_review_as::<StatusObject>(bytes),
-        Endpoint::Validate => {
-            let raw = parse_review_as::<RawStatusObject>(bytes)?;
-            keep_status_fields(raw, &review::validate_reads(policy))
-        }
+        Endpoint::Validate => keeping(&review::validate_reads(policy), || {
+            parse_review_as::<StatusObject>(bytes)
+        }),
     }
-}
-
-fn keep_status_fields(
-    r: AdmissionRequest<RawStatusObject>,
-    keep: &[&str],
-) -> Result<AdmissionRequest<StatusObject>, String> {
-    let convert = |o: Option<RawStatusObject>| {
-        o.map(|o| o.keep(Some(keep)))
-            .transpose()
-            .map_err(|e| format!("the body is not a readable AdmissionReview: {e}"))
-    };
-    Ok(AdmissionRequest {
-        types: r.types,
-        uid: r.uid,
-        kind: r.kind,
-        resource: r.resource,
-        sub_resource: r.sub_resource,
-        request_kind: r.request_kind,
-        request_resource: r.request_resource,
-        request_sub_resource: r.request_sub_resource,
-        name: r.name,
-        namespace: r.namespace,
-        operation: r.operation,
-        user_info: r.user_info,
-        object: convert(r.object)?,
-        old_object: convert(r.old_object)?,
-        dry_run: r.dry_run,
-        options: r.options,
-    })
 }
 
 /// The AdmissionReview we answer. kube-core's `AdmissionResponse` serialises the patch as an

@@ -52,6 +52,8 @@ pub struct Options {
 struct Plan {
     warmup: Duration,
     window: Duration,
+    /// Throughput rows run in this many interleaved rounds of `warmup` + `window` each.
+    rounds: usize,
     policy_budget: Duration,
     status_updates: usize,
     e2e_sequential: u64,
@@ -65,6 +67,7 @@ impl Plan {
             Self {
                 warmup: Duration::from_millis(50),
                 window: Duration::from_millis(150),
+                rounds: 1,
                 policy_budget: Duration::from_millis(100),
                 status_updates: 8,
                 e2e_sequential: 20,
@@ -73,8 +76,11 @@ impl Plan {
             }
         } else {
             Self {
-                warmup: Duration::from_millis(400),
-                window: Duration::from_secs(2),
+                // Five rounds of every row in turn: a burst of background load hits the
+                // ceiling and the rows compared with it alike.
+                warmup: Duration::from_millis(100),
+                window: Duration::from_millis(400),
+                rounds: 5,
                 policy_budget: Duration::from_secs(1),
                 status_updates: 48,
                 // (c) and (d) differ by well under a millisecond on a ~5 ms update: enough
@@ -92,6 +98,7 @@ pub const CONCURRENCY: [usize; 3] = [1, 16, 64];
 /// Reference rows: the ceiling plus parsing alone, the old way and the handler's way.
 pub const PARSE_BEFORE: &str = "ceiling + parse as DynamicObject (before)";
 pub const PARSE_NOW: &str = "ceiling + parse as /mutate does";
+pub const SCAN_ONLY: &str = "ceiling + scan the JSON, nothing built";
 
 fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -170,10 +177,12 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     let ceiling = start(inproc::Parse::None)?;
     let parsing = start(inproc::Parse::Lean)?;
     let parsing_before = start(inproc::Parse::Dynamic)?;
+    let scanning = start(inproc::Parse::Scan)?;
     let admission_target = Target::new(admission.addr, &bundle.ca_cert)?;
     let ceiling_target = Target::new(ceiling.addr, &bundle.ca_cert)?;
     let parsing_target = Target::new(parsing.addr, &bundle.ca_cert)?;
     let before_target = Target::new(parsing_before.addr, &bundle.ca_cert)?;
+    let scan_target = Target::new(scanning.addr, &bundle.ca_cert)?;
     let wanted = |name: &str, proto: Proto, c: usize| {
         options
             .only
@@ -190,31 +199,38 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
                 window: plan.window,
             };
             eprintln!("wfe-bench: {} c={c}", proto.as_str());
-            let mut reference = f64::NAN;
-            for (name, target, mix) in [
+            let rows = [
                 ("ceiling", &ceiling_target, &validate_mix),
                 (PARSE_BEFORE, &before_target, &validate_mix),
+                (SCAN_ONLY, &scan_target, &validate_mix),
                 (PARSE_NOW, &parsing_target, &validate_mix),
                 ("/validate", &admission_target, &validate_mix),
                 ("/mutate", &admission_target, &mutate_mix),
-            ] {
-                if !(name == "ceiling" || wanted(name, proto, c)) {
-                    continue;
+            ];
+            let rows: Vec<_> = rows
+                .into_iter()
+                .filter(|(name, _, _)| *name == "ceiling" || wanted(name, proto, c))
+                .collect();
+            let mut runs: Vec<LoadResult> = vec![LoadResult::default(); rows.len()];
+            for _ in 0..plan.rounds {
+                for ((name, target, mix), total) in rows.iter().zip(runs.iter_mut()) {
+                    let run = clients.block_on(load::run(target, &spec, Arc::clone(mix)))?;
+                    check(name, &run)?;
+                    total.merge(run);
                 }
-                let run = clients.block_on(load::run(target, &spec, Arc::clone(mix)))?;
-                check(name, &run)?;
-                if name == "ceiling" {
-                    reference = run.rps();
-                }
+            }
+            let reference = runs[0].rps();
+            for ((name, _, _), run) in rows.iter().zip(&runs) {
                 report
                     .throughput
-                    .push(ThroughputRow::new(name, proto, c, &run, reference));
+                    .push(ThroughputRow::new(name, proto, c, run, reference));
             }
         }
     }
     servers.block_on(ceiling.shutdown());
     servers.block_on(parsing.shutdown());
     servers.block_on(parsing_before.shutdown());
+    servers.block_on(scanning.shutdown());
     servers.block_on(admission.shutdown());
 
     // --- the real binary: start, idle and peak memory --------------------------------------
@@ -223,8 +239,9 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     let spec = LoadSpec {
         proto: Proto::H1,
         concurrency: 64,
-        warmup: plan.warmup,
-        window: plan.window,
+        // One long run: the peak of the heap, not of a slice.
+        warmup: plan.warmup * 4,
+        window: plan.window * plan.rounds as u32,
     };
     report.process = Some(clients.block_on(process::measure(&binary, &spec, mixed()))?);
 

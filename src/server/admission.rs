@@ -118,7 +118,13 @@ pub fn parse_review_as<K>(bytes: &[u8]) -> Result<AdmissionRequest<K>, String>
 where
     K: kube::core::Resource + serde::de::DeserializeOwned,
 {
-    let review: AdmissionReview<K> = serde_json::from_slice(bytes)
+    // Checked once for the whole body: serde_json does not check the UTF-8 of what it skips, so
+    // without this a broken byte would be refused in a status field one parse builds and
+    // accepted where another skips it. JSON is UTF-8 (RFC 8259); the API server sends nothing else.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        format!("the body is not a readable AdmissionReview: it is not UTF-8 ({e})")
+    })?;
+    let review: AdmissionReview<K> = serde_json::from_str(text)
         .map_err(|e| format!("the body is not a readable AdmissionReview: {e}"))?;
     if review.types.api_version != "admission.k8s.io/v1" || review.types.kind != "AdmissionReview" {
         return Err(format!(

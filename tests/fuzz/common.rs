@@ -13,7 +13,8 @@ use wfe_admission::policy::combine::{combine, repaired};
 use wfe_admission::policy::object::{ReviewObject, StatusObject};
 use wfe_admission::policy::patch::status_patch;
 use wfe_admission::policy::review::{self, Decision};
-use wfe_admission::server::admission::{parse_review, parse_review_as, respond};
+use wfe_admission::server::admission::{parse_for, parse_review, parse_review_as, respond};
+use wfe_admission::server::metrics::Endpoint;
 
 pub const CONTROLLER: &str = "system:serviceaccount:kubernaut-system:workflowexecution-controller";
 
@@ -35,13 +36,25 @@ pub fn fixed_now() -> Timestamp {
     Timestamp::from_second(1_772_366_400).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// Bytes as the server reads them (the lean [`StatusObject`] parser), then both endpoints under
-/// both policies; and differentially: where the full `DynamicObject` parser reads the same bytes,
+/// Bytes as the server reads them (the lean [`StatusObject`] parser, and /validate's, which keeps
+/// two status fields), then both endpoints under both policies; and differentially: where the full `DynamicObject` parser reads the same bytes,
 /// every verdict is the same.
 pub fn review_bytes(data: &[u8]) {
     let lean = parse_review_as::<StatusObject>(data);
     if let Ok(request) = &lean {
         judge(request);
+    }
+    // /validate's parse builds only the status fields it reads: same bytes, same verdict.
+    for policy in policies() {
+        let kept = parse_for(Endpoint::Validate, policy, data);
+        assert_eq!(kept.is_ok(), lean.is_ok(), "the /validate parse disagrees");
+        if let (Ok(kept), Ok(lean)) = (&kept, &lean) {
+            assert_eq!(
+                review::validate(policy, kept),
+                review::validate(policy, lean),
+                "the /validate parse judges differently"
+            );
+        }
     }
     if let (Ok(lean), Ok(full)) = (&lean, parse_review(data)) {
         let now = fixed_now();

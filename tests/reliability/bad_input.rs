@@ -354,9 +354,26 @@ async fn more_unreadable_bodies_get_a_400_and_the_server_keeps_serving() {
     let mut bad_operation = good.clone();
     bad_operation["request"]["operation"] = json!("PATCH");
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    // A broken byte where /validate skips (a condition) and where both skip (spec): refused by
+    // both alike, not judged by one and refused by the other.
+    let mut broken = good.clone();
+    broken["request"]["object"]["status"]["conditions"] =
+        json!([{"type": "Ready", "message": "@@"}]);
+    broken["request"]["object"]["spec"] = json!({"note": "##"});
+    let broken = serde_json::to_vec(&broken).unwrap_or_default();
+    let replace = |bytes: Vec<u8>, marker: &[u8]| -> Vec<u8> {
+        let at = bytes.windows(2).position(|w| w == marker).expect("marker");
+        let mut out = bytes;
+        out[at] = 0xff;
+        out
+    };
+    let broken_condition = replace(broken.clone(), b"@@");
+    let broken_spec = replace(broken, b"##");
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty body", Vec::new()),
         ("not UTF-8", vec![0xff, 0xfe, 0x00, 0x7b]),
+        ("not UTF-8 in a status condition", broken_condition),
+        ("not UTF-8 in spec", broken_spec),
         ("JSON null", b"null".to_vec()),
         ("a JSON string", br#""AdmissionReview""#.to_vec()),
         ("nested 100000 deep", deep.into_bytes()),

@@ -208,11 +208,13 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "Ratio = req/s over the ceiling's req/s at the same protocol and concurrency, measured just before. \
+            "Ratio = req/s over the ceiling's req/s at the same protocol and concurrency, the rows of one protocol \
+             and concurrency taking turns in the same rounds. \
              The ceiling is the production TLS stack (`server::serve_tls`: the same rustls config and hyper auto builder) \
-             reading the body and answering a precomputed AdmissionReview without parsing it; the two `ceiling + parse` \
-             rows add only parsing the review (into `DynamicObject`s as before the optimisation, and the way /mutate \
-             parses now), to show what parsing alone costs on this stack.\n"
+             reading the body and answering a precomputed AdmissionReview without parsing it. The other `ceiling + ...` \
+             rows add only reading the review: parsing it into `DynamicObject`s as before the optimisation, checking \
+             that it is JSON without building anything (the least any handler using serde_json must do), and parsing \
+             it the way /mutate does.\n"
         );
         let _ = writeln!(
             s,

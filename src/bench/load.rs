@@ -140,6 +140,8 @@ pub struct LoadResult {
     pub errors: u64,
     pub first_error: Option<String>,
     pub window: Duration,
+    /// Every answered request, warm-up included.
+    pub answered: u64,
     /// Sorted latencies of the requests inside the measurement window, in nanoseconds.
     pub latencies: Vec<u64>,
 }
@@ -162,6 +164,7 @@ impl LoadResult {
             self.first_error = other.first_error;
         }
         self.window += other.window;
+        self.answered += other.answered;
         self.latencies.extend(other.latencies);
         self.latencies.sort_unstable();
     }
@@ -218,7 +221,7 @@ pub async fn run(
         let stride = spec.concurrency;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(4096);
-            let (mut errors, mut first_error) = (0u64, None);
+            let (mut errors, mut first_error, mut answered) = (0u64, None, 0u64);
             let mut i = worker;
             loop {
                 let sent = Instant::now();
@@ -229,6 +232,9 @@ pub async fn run(
                 i += stride;
                 let result = send(&mut sender, &host, req).await;
                 let done = Instant::now();
+                if result.is_ok() {
+                    answered += 1;
+                }
                 match result {
                     Ok(_) if sent >= open && done <= close => {
                         latencies.push(done.duration_since(sent).as_nanos() as u64)
@@ -244,7 +250,7 @@ pub async fn run(
                     }
                 }
             }
-            (latencies, errors, first_error)
+            (latencies, errors, first_error, answered)
         }));
     }
     let mut result = LoadResult {
@@ -252,7 +258,8 @@ pub async fn run(
         ..LoadResult::default()
     };
     for task in tasks {
-        let (latencies, errors, first_error) = task.await?;
+        let (latencies, errors, first_error, answered) = task.await?;
+        result.answered += answered;
         result.latencies.extend(latencies);
         result.errors += errors;
         if result.first_error.is_none() {

@@ -7,6 +7,7 @@
 //! kube-apiserver when its binaries are cached; the status-manager rows count API writes.
 
 pub mod control_plane;
+pub mod cpu;
 pub mod e2e;
 pub mod fixtures;
 pub mod inproc;
@@ -100,9 +101,11 @@ pub const PARSE_BEFORE: &str = "ceiling + parse as DynamicObject (before)";
 pub const PARSE_NOW: &str = "ceiling + parse as /mutate does";
 pub const SCAN_ONLY: &str = "ceiling + scan the JSON, nothing built";
 
-fn runtime(name: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+fn runtime(name: &str, threads: &cpu::Threads) -> anyhow::Result<tokio::runtime::Runtime> {
+    let threads = threads.clone();
     tokio::runtime::Builder::new_multi_thread()
         .thread_name(name)
+        .on_thread_start(move || threads.register_current())
         .enable_all()
         .build()
         .context("tokio runtime")
@@ -136,6 +139,40 @@ fn mixed() -> Arc<Vec<Req>> {
     )
 }
 
+/// CPU time of the server and client threads over a row's runs, and the requests they answered
+/// (warm-up included: the CPU time covers it too).
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuSpent {
+    server: Option<Duration>,
+    client: Option<Duration>,
+    answered: u64,
+}
+
+impl CpuSpent {
+    fn add(
+        &mut self,
+        before: (Option<Duration>, Option<Duration>),
+        after: (Option<Duration>, Option<Duration>),
+        run: &LoadResult,
+    ) {
+        let delta = |b: Option<Duration>, a: Option<Duration>, sum: Option<Duration>| {
+            Some(sum.unwrap_or_default() + a?.checked_sub(b?)?)
+        };
+        self.server = delta(before.0, after.0, self.server);
+        self.client = delta(before.1, after.1, self.client);
+        self.answered += run.answered;
+    }
+
+    /// Microseconds of server and client CPU per answered request (NaN when unknown).
+    fn per_request(&self) -> (f64, f64) {
+        let per = |d: Option<Duration>| match d {
+            Some(d) if self.answered > 0 => d.as_secs_f64() * 1e6 / self.answered as f64,
+            _ => f64::NAN,
+        };
+        (per(self.server), per(self.client))
+    }
+}
+
 fn check(what: &str, r: &LoadResult) -> anyhow::Result<()> {
     match &r.first_error {
         Some(e) if r.requests == 0 => Err(anyhow!("{what}: every request failed: {e}")),
@@ -147,8 +184,9 @@ fn check(what: &str, r: &LoadResult) -> anyhow::Result<()> {
 pub fn run(options: &Options) -> anyhow::Result<Report> {
     let plan = Plan::new(options.quick);
     let mut report = Report::new(options.quick);
-    let servers = runtime("bench-server")?;
-    let clients = runtime("bench-client")?;
+    let (server_threads, client_threads) = (cpu::Threads::default(), cpu::Threads::default());
+    let servers = runtime("bench-server", &server_threads)?;
+    let clients = runtime("bench-client", &client_threads)?;
 
     // The policy step alone, before any thread is busy.
     eprintln!("wfe-bench: policy step in process");
@@ -212,18 +250,23 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
                 .filter(|(name, _, _)| *name == "ceiling" || wanted(name, proto, c))
                 .collect();
             let mut runs: Vec<LoadResult> = vec![LoadResult::default(); rows.len()];
+            let mut spent: Vec<CpuSpent> = vec![CpuSpent::default(); rows.len()];
             for _ in 0..plan.rounds {
-                for ((name, target, mix), total) in rows.iter().zip(runs.iter_mut()) {
+                for (((name, target, mix), total), cpu) in
+                    rows.iter().zip(runs.iter_mut()).zip(spent.iter_mut())
+                {
+                    let before = (server_threads.cpu(), client_threads.cpu());
                     let run = clients.block_on(load::run(target, &spec, Arc::clone(mix)))?;
                     check(name, &run)?;
+                    cpu.add(before, (server_threads.cpu(), client_threads.cpu()), &run);
                     total.merge(run);
                 }
             }
             let reference = runs[0].rps();
-            for ((name, _, _), run) in rows.iter().zip(&runs) {
-                report
-                    .throughput
-                    .push(ThroughputRow::new(name, proto, c, run, reference));
+            for (((name, _, _), run), cpu) in rows.iter().zip(&runs).zip(&spent) {
+                let mut row = ThroughputRow::new(name, proto, c, run, reference);
+                (row.server_cpu_us, row.client_cpu_us) = cpu.per_request();
+                report.throughput.push(row);
             }
         }
     }

@@ -18,6 +18,10 @@ pub struct ThroughputRow {
     pub p999_ms: f64,
     pub errors: u64,
     pub ratio: f64,
+    /// CPU time per answered request of the server runtime's threads and of the load
+    /// generator's, in microseconds (NaN where the platform does not say).
+    pub server_cpu_us: f64,
+    pub client_cpu_us: f64,
 }
 
 impl ThroughputRow {
@@ -36,6 +40,8 @@ impl ThroughputRow {
             } else {
                 f64::NAN
             },
+            server_cpu_us: f64::NAN,
+            client_cpu_us: f64::NAN,
         }
     }
 }
@@ -214,17 +220,20 @@ impl Report {
              reading the body and answering a precomputed AdmissionReview without parsing it. The other `ceiling + ...` \
              rows add only reading the review: parsing it into `DynamicObject`s as before the optimisation, checking \
              that it is JSON without building anything (the least any handler using serde_json must do), and parsing \
-             it the way /mutate does.\n"
+             it the way /mutate does. Server and client CPU are the CPU time of the in-process servers' runtime \
+             threads and of the load generator's over the row's runs, per answered request (warm-up included), from \
+             the kernel's per-thread run time: a figure a busy host moves far less than req/s. The two cores are \
+             shared, so a ratio is about (server + client CPU of the ceiling) / (server + client CPU of the row).\n"
         );
         let _ = writeln!(
             s,
-            "| endpoint | protocol | c | req/s | p50 ms | p99 ms | p99.9 ms | ratio to ceiling | errors |"
+            "| endpoint | protocol | c | req/s | p50 ms | p99 ms | p99.9 ms | ratio to ceiling | server CPU µs/req | client CPU µs/req | errors |"
         );
-        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in &self.throughput {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.name,
                 r.proto.as_str(),
                 r.concurrency,
@@ -233,6 +242,8 @@ impl Report {
                 f(r.p99_ms, 3),
                 f(r.p999_ms, 3),
                 f(r.ratio, 2),
+                f(r.server_cpu_us, 1),
+                f(r.client_cpu_us, 1),
                 r.errors
             );
         }

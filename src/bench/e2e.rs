@@ -1,7 +1,9 @@
 //! Rows through the real kube-apiserver (tests/e2e/control-plane): status-update latency and
 //! throughput with (a) no admission, (b) the phase transitions as a CRD CEL rule on `oldSelf`,
-//! (c) our two webhooks, served in this process and registered by URL. The three modes use
-//! three copies of the CRD under different groups, so their rounds can be interleaved.
+//! (c) our two webhooks, served in this process and registered by URL, (d) the same without the
+//! validating webhook's match condition, and (e) a mutating webhook that only echoes the uid
+//! (the floor of any webhook). Each mode has its own copy of the CRD under its own group, so
+//! their rounds can be interleaved.
 
 use std::path::{Path, PathBuf};
 
@@ -86,7 +88,7 @@ impl ControlPlane {
     }
 }
 
-/// One of the three admission modes.
+/// One of the admission modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     None,
@@ -95,10 +97,19 @@ pub enum Mode {
     /// (c) as it was before the validating webhook had its match condition: every status
     /// update calls both webhooks. Measured beside (c) to show what the condition buys.
     WebhooksAlways,
+    /// One mutating webhook, registered like ours, that only echoes the request's uid: what
+    /// any webhook costs the API server, the floor under (c) in the same run.
+    Floor,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [Mode::None, Mode::Cel, Mode::Webhooks, Mode::WebhooksAlways];
+    pub const ALL: [Mode; 5] = [
+        Mode::None,
+        Mode::Cel,
+        Mode::Webhooks,
+        Mode::WebhooksAlways,
+        Mode::Floor,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -106,6 +117,7 @@ impl Mode {
             Mode::Cel => "(b) CRD CEL transition rule",
             Mode::Webhooks => "(c) wfe-admission webhooks",
             Mode::WebhooksAlways => "(d) = (c) without the validating match condition",
+            Mode::Floor => "(e) a mutating webhook that only echoes the uid",
         }
     }
 
@@ -115,6 +127,7 @@ impl Mode {
             Mode::Cel => "cel.bench.kubernaut.ai",
             Mode::Webhooks => "kubernaut.ai",
             Mode::WebhooksAlways => "always.bench.kubernaut.ai",
+            Mode::Floor => "floor.bench.kubernaut.ai",
         }
     }
 
@@ -162,7 +175,7 @@ async fn apply(client: &Client, ar: &ApiResource, object: Value) -> anyhow::Resu
     Ok(())
 }
 
-/// Installs the three CRDs and the RBAC that lets the controller write the bench groups.
+/// Installs a CRD per mode and the RBAC that lets the controller write the bench groups.
 pub async fn install(admin: &Client, repo: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(repo.join("tests/e2e/manifests/crd.yaml"))?;
     let base: Value = serde_saphyr::from_str(&text).context("crd.yaml")?;
@@ -377,17 +390,18 @@ pub async fn check_cel_rule(controller: &Client, object: &DynamicObject) -> anyh
     }
 }
 
-/// Registers both webhooks for `kubernaut.ai` at `https://127.0.0.1:port`, then waits until
-/// the API server calls them (an illegal dry-run move is denied).
+/// Registers our webhooks for (c) and (d) at `https://127.0.0.1:port` and (e)'s at
+/// `echo_port`, then waits until the API server calls ours (an illegal dry-run move is denied).
 pub async fn register_webhooks(
     admin: &Client,
     controller: &Client,
-    port: u16,
+    (port, echo_port): (u16, u16),
     ca_pem: &str,
     probe: &DynamicObject,
 ) -> anyhow::Result<()> {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let hook = |path: &str, name: &str, mode: Mode| {
+        let port = if mode == Mode::Floor { echo_port } else { port };
         json!({"name": name, "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
             "failurePolicy": "Fail", "matchPolicy": "Equivalent", "timeoutSeconds": 5,
             "clientConfig": {"url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca},
@@ -395,10 +409,10 @@ pub async fn register_webhooks(
                 "operations": ["UPDATE"], "resources": ["workflowexecutions/status"], "scope": "Namespaced"}]})
     };
     let (mut mutating, mut validating) = (Vec::new(), Vec::new());
-    for mode in [Mode::Webhooks, Mode::WebhooksAlways] {
+    for mode in [Mode::Webhooks, Mode::WebhooksAlways, Mode::Floor] {
         for (path, name) in hooks(mode) {
             let mut h = hook(path, name, mode);
-            if path == "/mutate" {
+            if path != "/validate" {
                 h["reinvocationPolicy"] = json!("IfNeeded");
                 mutating.push(h);
                 continue;
@@ -482,7 +496,7 @@ pub fn mean_between_ms(before: (f64, f64), after: (f64, f64)) -> Option<f64> {
 
 pub const APISERVER_WEBHOOK_METRIC: &str = "apiserver_admission_webhook_admission_duration_seconds";
 
-/// The webhooks (endpoint, registered name) that serve `mode`'s group: none outside (c), (d).
+/// The webhooks (endpoint, registered name) that serve `mode`'s group: none for (a), (b).
 pub fn hooks(mode: Mode) -> Vec<(&'static str, &'static str)> {
     match mode {
         Mode::Webhooks => vec![
@@ -493,6 +507,7 @@ pub fn hooks(mode: Mode) -> Vec<(&'static str, &'static str)> {
             ("/mutate", "mutate-always.wfe-admission.kubernaut.ai"),
             ("/validate", "validate-always.wfe-admission.kubernaut.ai"),
         ],
+        Mode::Floor => vec![("/echo", "echo.bench.kubernaut.ai")],
         Mode::None | Mode::Cel => Vec::new(),
     }
 }

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::post;
 use http_body_util::BodyExt;
 use serde::de::IgnoredAny;
@@ -68,6 +69,36 @@ pub fn ceiling_router(answer: Bytes, parse: Parse) -> Router {
         .route("/mutate", post(handler))
 }
 
+/// `POST /echo`: allows every review, reading nothing but the request's uid, which the API
+/// server checks in the answer. The least any webhook must do: the floor of the
+/// kube-apiserver rows. The API server writes `request.uid` first in `request`, before the
+/// objects, so the first `"uid":"` of the body is it.
+pub fn echo_router() -> Router {
+    Router::new().route(
+        "/echo",
+        post(|body: Body| async move {
+            let bytes = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let Some(uid) = first_uid(&bytes) else {
+                return (axum::http::StatusCode::BAD_REQUEST, "no uid\n").into_response();
+            };
+            let answer = serde_json::json!({"apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview", "response": {"uid": uid, "allowed": true}});
+            axum::Json(answer).into_response()
+        }),
+    )
+}
+
+fn first_uid(body: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"uid\":\"";
+    let start = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let len = body[start..].iter().position(|b| *b == b'"')?;
+    std::str::from_utf8(&body[start..start + len]).ok()
+}
+
 /// A CA and a serving pair for 127.0.0.1 / localhost.
 pub fn bundle() -> anyhow::Result<Bundle> {
     certgen::generate(&certgen::default_hosts(), Validity::days(1)).context("certificates")
@@ -117,6 +148,11 @@ pub struct Ceiling {
 
 impl Ceiling {
     pub async fn start(bundle: &Bundle, answer: Bytes, parse: Parse) -> anyhow::Result<Self> {
+        Self::serve(bundle, ceiling_router(answer, parse)).await
+    }
+
+    /// The production TLS stack serving `router`.
+    pub async fn serve(bundle: &Bundle, router: Router) -> anyhow::Result<Self> {
         let options = options(bundle);
         let store = CertStore::new(options.cert.clone(), Metrics::new())?;
         let config = tls::server_config(store, None)?;
@@ -126,7 +162,7 @@ impl Ceiling {
         let task = tokio::spawn(server::serve_tls(
             listener,
             TlsAcceptor::from(config),
-            ceiling_router(answer, parse),
+            router,
             options,
             stop_rx,
         ));
@@ -136,5 +172,18 @@ impl Ceiling {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_echo_takes_the_first_uid_which_is_the_requests() {
+        let body = br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"r-1","object":{"metadata":{"uid":"o-2"}}}}"#;
+        assert_eq!(first_uid(body), Some("r-1"));
+        assert_eq!(first_uid(br#"{"request":{"name":"x"}}"#), None);
+        assert_eq!(first_uid(br#"{"request":{"uid":"unterminated"#), None);
     }
 }

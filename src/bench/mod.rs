@@ -398,6 +398,12 @@ async fn run_e2e(
             async move { inproc::start_admission_with(&bundle, e2e::webhook_config()).await }
         })
         .await??;
+    let echo = servers
+        .spawn({
+            let bundle = bundle.clone();
+            async move { inproc::Ceiling::serve(&bundle, inproc::echo_router()).await }
+        })
+        .await??;
     let writers = 8;
     let mut singles = Vec::new();
     let mut pools = Vec::new();
@@ -414,9 +420,16 @@ async fn run_e2e(
     let probe = e2e::create_object(&admin, &controller, Mode::Webhooks, "wfe-bench-probe").await?;
     e2e::check_cel_rule(&controller, &singles[1]).await?;
     eprintln!("wfe-bench: registering the webhooks");
-    e2e::register_webhooks(&admin, &controller, webhook.addr.port(), &ca_cert, &probe).await?;
+    e2e::register_webhooks(
+        &admin,
+        &controller,
+        (webhook.addr.port(), echo.addr.port()),
+        &ca_cert,
+        &probe,
+    )
+    .await?;
 
-    // Interleaved rounds: a, b, c, a, b, c, ... so that drift hits all three alike.
+    // Interleaved rounds: a, b, c, ..., a, b, c, ... so that drift hits every mode alike.
     let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); Mode::ALL.len()];
     let per_round = plan.e2e_sequential.div_ceil(plan.e2e_rounds);
     // Warm every path (connections, informers, CEL compilation) first.
@@ -467,7 +480,7 @@ async fn run_e2e(
             e2e::histogram_totals(after, metric, filter),
         )
     };
-    // Per webhook of (c) and (d): calls per update and the API server's mean call, from its
+    // Per webhook of (c), (d) and (e): calls per update and the API server's mean call, from its
     // own metrics (by webhook name), and our handler's mean time (by endpoint, both modes).
     const HANDLER_METRIC: &str = "wfe_admission_request_duration_seconds";
     for (i, mode) in Mode::ALL.into_iter().enumerate() {
@@ -515,5 +528,6 @@ async fn run_e2e(
     .await?;
     e2e::unregister_webhooks(&admin).await;
     let _ = servers.spawn(webhook.shutdown()).await;
+    let _ = servers.spawn(echo.shutdown()).await;
     Ok(())
 }

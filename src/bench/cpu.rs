@@ -47,21 +47,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_busy_thread_has_cpu_time_and_an_idle_one_little() {
-        let threads = Threads::default();
-        let t = threads.clone();
-        std::thread::spawn(move || {
-            t.register_current();
-            let start = std::time::Instant::now();
-            let mut x = 0u64;
-            while start.elapsed() < Duration::from_millis(50) {
-                x = std::hint::black_box(x.wrapping_add(1));
-            }
-        })
-        .join()
-        .expect("thread");
-        // The thread has exited: its task entry is gone, so nothing can be read.
-        assert_eq!(threads.cpu(), None);
+    fn a_busy_thread_shows_its_cpu_time_and_no_thread_shows_none() {
+        assert_eq!(Threads::default().cpu(), None);
         let threads = Threads::default();
         threads.register_current();
         let before = threads.cpu().expect("this thread's schedstat");
@@ -71,6 +58,7 @@ mod tests {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         let spent = threads.cpu().expect("schedstat") - before;
+        // Busy for 30 ms of wall time: at least a third of it on a CPU, even on a loaded machine.
         assert!(spent >= Duration::from_millis(10), "{spent:?}");
     }
 }

@@ -8,11 +8,10 @@
 //! parsing (`cargo run --release --bin wfe-bench`, docs/benchmarks.md).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{ApiResource, DynamicObject, DynamicResourceScope, Resource};
-use std::cell::RefCell;
-
 use serde::de::value::SeqAccessDeserializer;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};

@@ -183,15 +183,29 @@ pub async fn serve_tls(
     let draining = Arc::new(AtomicBool::new(false));
     let app = close_while_draining(app, Arc::clone(&draining));
     let graceful = GracefulShutdown::new();
-    let accept = |accepted: std::io::Result<(TcpStream, SocketAddr)>, watcher: Watcher| {
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let header_timeout = options.header_read_timeout;
-        async move {
-            match accepted {
+    // Accepting goes on until `stop`, then through the shutdown delay: endpoints lag behind
+    // readiness, so clients may still pick this replica for a while.
+    let accept_until = async {
+        let _ = stop.changed().await;
+        if !options.shutdown_delay.is_zero() {
+            draining.store(true, Ordering::Release);
+            tracing::info!(delay = ?options.shutdown_delay, "shutting down: not ready; serving until the delay ends, closing HTTP/1.1 connections after their next answer");
+            tokio::time::sleep(options.shutdown_delay).await;
+        }
+    };
+    tokio::pin!(accept_until);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     let _ = tcp.set_nodelay(true);
-                    let conn = connection(tcp, acceptor, app, header_timeout, watcher);
+                    let conn = connection(
+                        tcp,
+                        acceptor.clone(),
+                        app.clone(),
+                        options.header_read_timeout,
+                        graceful.watcher(),
+                    );
                     tokio::spawn(async move {
                         if let Err(e) = conn.await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -203,26 +217,8 @@ pub async fn serve_tls(
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-            }
-        }
-    };
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => accept(accepted, graceful.watcher()).await,
-            _ = stop.changed() => break,
-        }
-    }
-    if !options.shutdown_delay.is_zero() {
-        // Endpoints lag behind readiness: clients may still pick this replica for a while.
-        draining.store(true, Ordering::Release);
-        tracing::info!(delay = ?options.shutdown_delay, "shutting down: not ready; serving until the delay ends, closing HTTP/1.1 connections after their next answer");
-        let delay = tokio::time::sleep(options.shutdown_delay);
-        tokio::pin!(delay);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => accept(accepted, graceful.watcher()).await,
-                _ = &mut delay => break,
-            }
+            },
+            _ = &mut accept_until => break,
         }
     }
     drop(listener);

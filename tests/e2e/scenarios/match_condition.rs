@@ -31,6 +31,23 @@ async fn counted<T>(ctx: &Ctx, write: impl Future<Output = T>) -> (T, u64, u64) 
     (out, calls(ctx, "mutate") - m, calls(ctx, "validate") - v)
 }
 
+/// `write` reaches /validate and is refused with 403 and `expected` in the message.
+async fn denied_by_validate<T>(
+    ctx: &Ctx,
+    write: impl Future<Output = std::result::Result<T, kube::Error>>,
+    what: &str,
+    expected: &str,
+) -> Result<()> {
+    let (moved, _, v) = counted(ctx, write).await;
+    let (code, message) = api_error(moved, what)?;
+    ensure!(
+        code == 403 && message.contains(expected),
+        "{what}: HTTP {code}: {message}"
+    );
+    ensure!(v >= 1, "{what} did not reach /validate");
+    Ok(())
+}
+
 pub async fn validate_only_when_it_may_deny(ctx: Arc<Ctx>) -> Result<()> {
     let ctl = ctx.controller();
     let name = ctx.create_in("match", &["Running"]).await?;
@@ -65,24 +82,20 @@ pub async fn validate_only_when_it_may_deny(ctx: Arc<Ctx>) -> Result<()> {
     );
 
     // Moves are still judged: an illegal one, and a legal one by a writer who may not move it.
-    let (moved, _, v) = counted(&ctx, merge_status(&ctl, &name, json!({"phase": "Pending"}))).await;
-    let (code, message) = api_error(moved, "Running → Pending")?;
-    ensure!(
-        code == 403 && message.contains("illegal phase transition Running → Pending"),
-        "HTTP {code}: {message}"
-    );
-    ensure!(v >= 1, "Running → Pending did not reach /validate");
-    let (moved, _, v) = counted(
+    denied_by_validate(
+        &ctx,
+        merge_status(&ctl, &name, json!({"phase": "Pending"})),
+        "Running → Pending",
+        "illegal phase transition Running → Pending",
+    )
+    .await?;
+    denied_by_validate(
         &ctx,
         merge_status(&ctx.operator(), &name, json!({"phase": "Completed"})),
+        "the operator's Running → Completed",
+        "only controller may change the phase",
     )
-    .await;
-    let (code, message) = api_error(moved, "the operator's Running → Completed")?;
-    ensure!(
-        code == 403 && message.contains("only controller may change the phase"),
-        "HTTP {code}: {message}"
-    );
-    ensure!(v >= 1, "the operator's move did not reach /validate");
+    .await?;
     let (moved, _, v) = counted(
         &ctx,
         merge_status(&ctl, &name, json!({"phase": "Completed"})),

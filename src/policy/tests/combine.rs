@@ -326,10 +326,7 @@ fn last_transition_time_moves_when_the_status_changed() {
     let p = policy();
     // Without a time of its own the writer gets `now`.
     let mut new = running();
-    let mut c = condition("ExecutionRunning", "False", "");
-    c.as_object_mut()
-        .expect("object")
-        .remove("lastTransitionTime");
+    let c = untimed_condition("ExecutionRunning", "False");
     new["conditions"] = json!([c]);
     let out = run(&p, CONTROLLER, running(), new);
     assert_eq!(
@@ -346,10 +343,7 @@ fn last_transition_time_moves_when_the_status_changed() {
     );
     // A new type without a time gets `now`.
     let mut new = running();
-    let mut c = condition("Ready", "True", "");
-    c.as_object_mut()
-        .expect("object")
-        .remove("lastTransitionTime");
+    let c = untimed_condition("Ready", "True");
     new["conditions"] = json!([c]);
     let out = run(&p, CONTROLLER, running(), new);
     assert_eq!(
@@ -843,10 +837,7 @@ fn found_by_properties_an_unchanged_condition_stored_without_a_time_stays_as_it_
     // A stored condition without lastTransitionTime: carried over when left out, and the same
     // when sent back unchanged (the reinvocation), so the second pass is an empty patch.
     let p = policy();
-    let mut c = condition("ExecutionRunning", "True", "");
-    c.as_object_mut()
-        .expect("object")
-        .remove("lastTransitionTime");
+    let c = untimed_condition("ExecutionRunning", "True");
     let old = json!({"phase": "Running", "conditions": [c.clone()]});
     let out = run(&p, CONTROLLER, old.clone(), json!({"phase": "Running"}));
     assert_eq!(out.status()["conditions"], json!([c.clone()]));

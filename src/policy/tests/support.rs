@@ -84,6 +84,16 @@ pub fn condition(kind: &str, state: &str, ltt: &str) -> Value {
     })
 }
 
+/// A condition as [`condition`] builds it, without `lastTransitionTime` (the writer leaves the
+/// time to the webhook).
+pub fn untimed_condition(kind: &str, state: &str) -> Value {
+    let mut c = condition(kind, state, "");
+    if let Some(c) = c.as_object_mut() {
+        c.remove("lastTransitionTime");
+    }
+    c
+}
+
 /// Combines two statuses directly, as `user` with no groups, at [`now`].
 pub fn combine_as(policy: &Policy, user: &str, old: Value, new: Value) -> Combined {
     let (old, new) = (status(old), status(new));

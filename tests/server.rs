@@ -382,14 +382,7 @@ async fn certificate_rotation_is_picked_up_without_restart() {
     );
     // Clients that only trust the old CA no longer connect.
     let stale = client(&server.ca);
-    assert!(
-        stale
-            .post(server.url("/validate"))
-            .json(&body)
-            .send()
-            .await
-            .is_err()
-    );
+    assert!(refused(&stale, &server.url("/validate"), &body).await);
     server.stop().await;
 }
 
@@ -433,14 +426,7 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
     let body = review(CONTROLLER, json!({}), json!({"phase": "Running"}));
 
     let anonymous = client(&server.ca);
-    assert!(
-        anonymous
-            .post(server.url("/validate"))
-            .json(&body)
-            .send()
-            .await
-            .is_err()
-    );
+    assert!(refused(&anonymous, &server.url("/validate"), &body).await);
 
     let identity = |ca: &certgen::Bundle| {
         let (cert, key) = certgen::sign_with(
@@ -463,14 +449,7 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
         .identity(identity(&bundle()))
         .build()
         .expect("client");
-    assert!(
-        stranger
-            .post(server.url("/validate"))
-            .json(&body)
-            .send()
-            .await
-            .is_err()
-    );
+    assert!(refused(&stranger, &server.url("/validate"), &body).await);
     server.stop().await;
 }
 

@@ -212,6 +212,11 @@ pub fn review(user: &str, old_status: Value, new_status: Value) -> Value {
     })
 }
 
+/// Whether `client` fails to get any answer to `body` (the TLS handshake refused it).
+pub async fn refused(client: &reqwest::Client, url: &str, body: &Value) -> bool {
+    client.post(url).json(body).send().await.is_err()
+}
+
 pub async fn post(client: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
     let resp = client
         .post(url)

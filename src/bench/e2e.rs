@@ -317,23 +317,30 @@ async fn update(
     }
 }
 
-/// `n` sequential updates of one object; their latencies in nanoseconds.
-pub async fn sequential(
+/// `n` updates of each object in turn, one at a time: update `i` goes through the objects
+/// starting at `i % len`, so that no mode always follows the same one. Interleaving single
+/// updates, not runs of them, lets a burst of load on this VM hit every mode alike. Returns
+/// each object's latencies in nanoseconds.
+pub async fn interleaved(
     controller: &Client,
-    mode: Mode,
-    object: DynamicObject,
+    objects: &mut [(Mode, DynamicObject)],
     n: u64,
-) -> anyhow::Result<(Vec<u64>, DynamicObject)> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(controller.clone(), NAMESPACE, &mode.resource());
-    let mut latencies = Vec::with_capacity(n as usize);
-    let mut object = object;
+) -> anyhow::Result<Vec<Vec<u64>>> {
+    let apis: Vec<Api<DynamicObject>> = objects
+        .iter()
+        .map(|(mode, _)| Api::namespaced_with(controller.clone(), NAMESPACE, &mode.resource()))
+        .collect();
+    let mut latencies = vec![Vec::with_capacity(n as usize); objects.len()];
     for i in 0..n {
-        let t = Instant::now();
-        object = update(&api, object, i).await?;
-        latencies.push(t.elapsed().as_nanos() as u64);
+        for k in 0..objects.len() {
+            let at = (i as usize + k) % objects.len();
+            let object = objects[at].1.clone();
+            let t = Instant::now();
+            objects[at].1 = update(&apis[at], object, i).await?;
+            latencies[at].push(t.elapsed().as_nanos() as u64);
+        }
     }
-    Ok((latencies, object))
+    Ok(latencies)
 }
 
 /// Updates per second with one writer per object, all objects at once, for `window`.
@@ -425,30 +432,23 @@ pub async fn register_webhooks(
             validating.push(h);
         }
     }
-    apply(
-        admin,
-        &resource(
-            "admissionregistration.k8s.io",
-            "v1",
+    for (kind, plural, webhooks) in [
+        (
             "MutatingWebhookConfiguration",
             "mutatingwebhookconfigurations",
+            mutating,
         ),
-        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-            "metadata": {"name": "wfe-bench"}, "webhooks": mutating}),
-    )
-    .await?;
-    apply(
-        admin,
-        &resource(
-            "admissionregistration.k8s.io",
-            "v1",
+        (
             "ValidatingWebhookConfiguration",
             "validatingwebhookconfigurations",
+            validating,
         ),
-        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": "wfe-bench"}, "webhooks": validating}),
-    )
-    .await?;
+    ] {
+        let ar = resource("admissionregistration.k8s.io", "v1", kind, plural);
+        let config = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+            "metadata": {"name": "wfe-bench"}, "webhooks": webhooks});
+        apply(admin, &ar, config).await?;
+    }
     let api: Api<DynamicObject> =
         Api::namespaced_with(controller.clone(), NAMESPACE, &Mode::Webhooks.resource());
     let name = probe.metadata.name.clone().unwrap_or_default();
@@ -470,21 +470,21 @@ pub async fn register_webhooks(
     }
 }
 
+/// The sum of a Prometheus metric's series whose labels contain `filter`.
+pub fn series_total(text: &str, metric: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']) && l.contains(filter)
+        })
+        .filter_map(|l| l.rsplit(' ').next())
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum()
+}
+
 /// `<name>_sum` and `<name>_count` of a Prometheus histogram, summed over the series whose
 /// labels contain `filter`.
 pub fn histogram_totals(text: &str, name: &str, filter: &str) -> (f64, f64) {
-    let total = |suffix: &str| -> f64 {
-        let metric = format!("{name}_{suffix}");
-        text.lines()
-            .filter(|l| {
-                l.starts_with(&metric)
-                    && l[metric.len()..].starts_with(['{', ' '])
-                    && l.contains(filter)
-            })
-            .filter_map(|l| l.rsplit(' ').next())
-            .filter_map(|v| v.parse::<f64>().ok())
-            .sum()
-    };
+    let total = |suffix: &str| series_total(text, &format!("{name}_{suffix}"), filter);
     (total("sum"), total("count"))
 }
 

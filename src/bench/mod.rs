@@ -58,7 +58,6 @@ struct Plan {
     policy_budget: Duration,
     status_updates: usize,
     e2e_sequential: u64,
-    e2e_rounds: u64,
     e2e_window: Duration,
 }
 
@@ -72,7 +71,6 @@ impl Plan {
                 policy_budget: Duration::from_millis(100),
                 status_updates: 8,
                 e2e_sequential: 20,
-                e2e_rounds: 2,
                 e2e_window: Duration::from_millis(500),
             }
         } else {
@@ -84,10 +82,10 @@ impl Plan {
                 rounds: 5,
                 policy_budget: Duration::from_secs(1),
                 status_updates: 48,
-                // (c) and (d) differ by well under a millisecond on a ~5 ms update: enough
-                // samples, in enough interleaved rounds, for a p50 that holds still.
-                e2e_sequential: 240,
-                e2e_rounds: 8,
+                // (c) and (e) differ by well under a millisecond on a ~5 ms update, which
+                // bursts of load on this VM move by as much: many samples, modes taking turns
+                // update by update.
+                e2e_sequential: 1200,
                 e2e_window: Duration::from_secs(3),
             }
         }
@@ -429,26 +427,19 @@ async fn run_e2e(
     )
     .await?;
 
-    // Interleaved rounds: a, b, c, ..., a, b, c, ... so that drift hits every mode alike.
-    let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); Mode::ALL.len()];
-    let per_round = plan.e2e_sequential.div_ceil(plan.e2e_rounds);
+    let mut objects: Vec<(Mode, kube::core::DynamicObject)> =
+        Mode::ALL.into_iter().zip(singles).collect();
     // Warm every path (connections, informers, CEL compilation) first.
-    for (i, mode) in Mode::ALL.into_iter().enumerate() {
-        let (_, o) = e2e::sequential(&controller, mode, singles[i].clone(), 5).await?;
-        singles[i] = o;
-    }
+    e2e::interleaved(&controller, &mut objects, 5).await?;
     let (api_before, ours_before) = (
         e2e::apiserver_metrics(&admin).await,
         webhook.metrics.encode(),
     );
-    for round in 0..plan.e2e_rounds {
-        for (i, mode) in Mode::ALL.into_iter().enumerate() {
-            eprintln!("wfe-bench: e2e round {round} {}", mode.label());
-            let (l, o) = e2e::sequential(&controller, mode, singles[i].clone(), per_round).await?;
-            latencies[i].extend(l);
-            singles[i] = o;
-        }
-    }
+    eprintln!(
+        "wfe-bench: e2e, {} updates per mode, modes taking turns",
+        plan.e2e_sequential
+    );
+    let mut latencies = e2e::interleaved(&controller, &mut objects, plan.e2e_sequential).await?;
     let (api_after, ours_after) = (
         e2e::apiserver_metrics(&admin).await,
         webhook.metrics.encode(),
@@ -483,10 +474,13 @@ async fn run_e2e(
     // Per webhook of (c), (d) and (e): calls per update and the API server's mean call, from its
     // own metrics (by webhook name), and our handler's mean time (by endpoint, both modes).
     const HANDLER_METRIC: &str = "wfe_admission_request_duration_seconds";
+    const ANSWERS_METRIC: &str = "wfe_admission_requests_total";
+    const MATCH_METRIC: &str = "apiserver_admission_match_condition_evaluation_seconds";
     for (i, mode) in Mode::ALL.into_iter().enumerate() {
         let updates = latencies[i].len().max(1) as f64;
         for (endpoint, hook) in e2e::hooks(mode) {
             let filter = format!("name=\"{hook}\"");
+            let ours = format!("endpoint=\"{}\"", endpoint.trim_start_matches('/'));
             let calls = e2e::histogram_totals(&api_after, e2e::APISERVER_WEBHOOK_METRIC, &filter).1
                 - e2e::histogram_totals(&api_before, e2e::APISERVER_WEBHOOK_METRIC, &filter).1;
             report.e2e_hooks.push(report::HookFigures {
@@ -499,12 +493,17 @@ async fn run_e2e(
                     e2e::APISERVER_WEBHOOK_METRIC,
                     &filter,
                 ),
-                handler_ms: between(
-                    &ours_before,
-                    &ours_after,
-                    HANDLER_METRIC,
-                    &format!("endpoint=\"{}\"", endpoint.trim_start_matches('/')),
-                ),
+                match_ms: between(&api_before, &api_after, MATCH_METRIC, &filter),
+                handler_ms: between(&ours_before, &ours_after, HANDLER_METRIC, &ours),
+                patched: (mode != Mode::Floor).then(|| {
+                    let count = |text: &str, filter: &str| {
+                        e2e::series_total(text, ANSWERS_METRIC, &format!("{ours},{filter}"))
+                    };
+                    let answers = count(&ours_after, "") - count(&ours_before, "");
+                    let patched = count(&ours_after, "outcome=\"patched\"")
+                        - count(&ours_before, "outcome=\"patched\"");
+                    patched / answers.max(1.0)
+                }),
             });
         }
     }

@@ -83,8 +83,14 @@ pub struct HookFigures {
     pub calls_per_update: f64,
     /// Mean call as the API server timed it; `None` when it made none.
     pub apiserver_ms: Option<f64>,
+    /// Mean evaluation of the webhook's match conditions as the API server timed it; `None`
+    /// when it has none.
+    pub match_ms: Option<f64>,
     /// Mean handler time as the webhook timed it; `None` when it answered none.
     pub handler_ms: Option<f64>,
+    /// Share of our answers that carried a patch for the API server to apply; `None` for the
+    /// echo.
+    pub patched: Option<f64>,
 }
 
 fn loadavg() -> String {
@@ -300,7 +306,7 @@ impl Report {
             if let Some(ms) = self.e2e_start_ms {
                 let _ = writeln!(
                     s,
-                    "Control plane started in {} ms. Rounds of (a) to (e) interleaved.\n",
+                    "Control plane started in {} ms. The modes take turns, one update each (which mode goes first rotates).\n",
                     f(ms, 0)
                 );
             }
@@ -326,19 +332,21 @@ impl Report {
         }
         if !self.e2e_hooks.is_empty() {
             s.push_str(
-                "\nWhere (c)'s, (d)'s and (e)'s time goes, over the 1-writer rounds: webhook calls per status update and their mean as the API server timed them (its `apiserver_admission_webhook_admission_duration_seconds`), and our handler's mean time, body read to answer built (per endpoint, (c) and (d) together; the echo has no metrics).\n\n",
+                "\nWhere (c)'s, (d)'s and (e)'s time goes, over the 1-writer updates: webhook calls per status update and their mean as the API server timed them (its `apiserver_admission_webhook_admission_duration_seconds`), its mean evaluation of the webhook's match condition (`apiserver_admission_match_condition_evaluation_seconds`), our handler's mean time, body read to answer built, and the share of its answers that carried a JSON Patch (per endpoint, (c) and (d) together; the echo has no metrics).\n\n",
             );
-            s.push_str("| admission | webhook | calls per update | API server's call, mean ms | handler, mean ms |\n|---|---|---:|---:|---:|\n");
+            s.push_str("| admission | webhook | calls per update | API server's call, mean ms | match condition, mean ms | handler, mean ms | answers with a patch |\n|---|---|---:|---:|---:|---:|---:|\n");
             let ms = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| f(v, 3));
             for h in &self.e2e_hooks {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} |",
                     h.mode,
                     h.endpoint,
                     f(h.calls_per_update, 2),
                     ms(h.apiserver_ms),
-                    ms(h.handler_ms)
+                    ms(h.match_ms),
+                    ms(h.handler_ms),
+                    h.patched.map_or_else(|| "–".to_string(), |p| f(p, 2))
                 );
             }
         }

@@ -182,6 +182,7 @@ fn check(what: &str, r: &LoadResult) -> anyhow::Result<()> {
 pub fn run(options: &Options) -> anyhow::Result<Report> {
     let plan = Plan::new(options.quick);
     let mut report = Report::new(options.quick);
+    report.only = options.only.clone();
     let (server_threads, client_threads) = (cpu::Threads::default(), cpu::Threads::default());
     let servers = runtime("bench-server", &server_threads)?;
     let clients = runtime("bench-client", &client_threads)?;

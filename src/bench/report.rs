@@ -63,6 +63,8 @@ pub struct Report {
     pub load_before: String,
     pub load_after: String,
     pub machine: String,
+    /// `--only`: the throughput rows were filtered by this.
+    pub only: Option<String>,
     pub policy: Vec<StepTiming>,
     pub throughput: Vec<ThroughputRow>,
     pub process: Option<ProcessFigures>,
@@ -206,7 +208,11 @@ impl Report {
 
     pub fn markdown(&self) -> String {
         let mut s = String::new();
-        let mode = if self.quick { "quick (smoke)" } else { "full" };
+        let mode = match (&self.only, self.quick) {
+            (Some(only), _) => format!("partial (throughput rows matching `{only}`)"),
+            (None, true) => "quick (smoke)".into(),
+            (None, false) => "full".into(),
+        };
         let _ = writeln!(s, "## wfe-bench: {mode} run, {}\n", self.started);
         let _ = writeln!(
             s,
@@ -471,6 +477,21 @@ mod tests {
             .lines()
             .find(|l| l.starts_with(starts))
             .unwrap_or_else(|| panic!("no line {starts:?} in\n{markdown}"))
+    }
+
+    #[test]
+    fn a_filtered_run_does_not_call_itself_full() {
+        let full = Report::default().markdown();
+        assert!(full.starts_with("## wfe-bench: full run"), "{full}");
+        let partial = Report {
+            only: Some("c=64".into()),
+            ..Report::default()
+        }
+        .markdown();
+        assert!(
+            partial.starts_with("## wfe-bench: partial (throughput rows matching `c=64`) run"),
+            "{partial}"
+        );
     }
 
     #[test]

@@ -1,0 +1,177 @@
+//! The policy ConfigMap, read back with the webhook's own config loader.
+
+use super::*;
+
+pub(super) fn policy_config(m: &Manifests) -> Config {
+    let cm = m
+        .of_kind("ConfigMap")
+        .into_iter()
+        .find(|c| c["data"].get("policy.yaml").is_some())
+        .expect("policy ConfigMap");
+    let text = cm["data"]["policy.yaml"].as_str().expect("text");
+    Config::from_yaml(text)
+        .unwrap_or_else(|e| panic!("the webhook rejects the rendered policy: {e}\n{text}"))
+}
+
+pub(super) fn policy_configmap_is_the_webhook_default_with_the_release_identity(ctx: &mut Ctx) {
+    for (release, ns, user) in [
+        (
+            RELEASE,
+            NS,
+            "system:serviceaccount:wfe-system:wfe-admission",
+        ),
+        (
+            "edge",
+            "tenant-a",
+            "system:serviceaccount:tenant-a:edge-wfe-admission",
+        ),
+    ] {
+        for mode in MODES {
+            let m = ctx.helm().render(release, ns, &mode_values(mode));
+            let config = policy_config(&m);
+            let mut want = Config::default();
+            want.writers
+                .get_mut("webhook")
+                .expect("webhook writer")
+                .users = vec![user.to_string()];
+            assert_eq!(
+                config, want,
+                "{release}/{ns} {mode}: rendered policy differs from the built-in one"
+            );
+        }
+    }
+    let m = ctx.helm().render(
+        RELEASE,
+        NS,
+        &json!({"serviceAccount": {"name": "admission-sa"}}),
+    );
+    assert_eq!(
+        policy_config(&m).writers["webhook"].users,
+        vec!["system:serviceaccount:wfe-system:admission-sa".to_string()]
+    );
+    assert_eq!(m.one("ServiceAccount")["metadata"]["name"], "admission-sa");
+}
+
+pub(super) fn policy_values_reach_the_webhook_config(ctx: &mut Ctx) {
+    let m = render(
+        ctx,
+        &json!({"policy": {
+            "blockClearance": {"minReasonWords": 3},
+            "events": {"rejectionCondition": true, "corrections": false},
+            "writers": {
+                "executor": {"users": ["system:serviceaccount:*:workflowexecution-executor"]},
+                "webhook": {"users": ["system:serviceaccount:ops:custom-webhook"]},
+                "auditor": {"groups": ["auditors"]},
+            },
+            "fields": {"ephemeralCredentialIDs": ["executor", "auditor"]},
+            "conditions": {"removable": ["TokenTTLInsufficient"], "owners": {"AuditRecorded": ["auditor"]}},
+            "phase": {"transitions": {"Pending": ["Running"]}},
+        }}),
+    );
+    let c = policy_config(&m);
+    assert_eq!(c.block_clearance.min_reason_words, 3);
+    assert!(c.events.rejection_condition);
+    assert!(!c.events.corrections);
+    assert!(c.events.denials, "unset keys keep their values");
+    assert_eq!(
+        c.writers["executor"].users,
+        vec!["system:serviceaccount:*:workflowexecution-executor".to_string()]
+    );
+    assert_eq!(
+        c.writers["webhook"].users,
+        vec!["system:serviceaccount:ops:custom-webhook".to_string()]
+    );
+    assert_eq!(c.writers["auditor"].groups, vec!["auditors".to_string()]);
+    assert!(
+        c.writers["operator"].any_other_user,
+        "maps merge with the defaults"
+    );
+    assert_eq!(
+        c.fields["ephemeralCredentialIDs"],
+        vec!["executor".to_string(), "auditor".to_string()]
+    );
+    assert_eq!(c.fields["phase"], vec!["controller".to_string()]);
+    assert_eq!(
+        c.conditions.removable,
+        vec!["TokenTTLInsufficient".to_string()]
+    );
+    assert_eq!(
+        c.conditions.owners["AuditRecorded"],
+        vec!["auditor".to_string()]
+    );
+    assert_eq!(c.conditions.owners["Ready"], vec!["controller".to_string()]);
+    assert_eq!(c.phase.transitions["Pending"], vec!["Running".to_string()]);
+    assert_eq!(
+        c.phase.transitions["Running"],
+        vec!["Completed".to_string(), "Failed".to_string()]
+    );
+    // A null removes a default key: the executor folds into the controller.
+    let m = render(
+        ctx,
+        &json!({"policy": {"writers": {"executor": null}, "fields": {"ephemeralCredentialIDs": ["controller"]}}}),
+    );
+    let c = policy_config(&m);
+    assert!(
+        !c.writers.contains_key("executor"),
+        "{:?}",
+        c.writers.keys()
+    );
+    assert_eq!(
+        c.fields["ephemeralCredentialIDs"],
+        vec!["controller".to_string()]
+    );
+}
+
+pub(super) fn extra_resources_are_guarded_everywhere(ctx: &mut Ctx) {
+    let extra = json!({"group": "batch.example.com", "version": "v1", "kind": "Run", "resource": "runs", "scope": "Namespaced"});
+    let m = render(
+        ctx,
+        &json!({"policy": {"extraResources": [extra], "events": {"rejectionCondition": true}}}),
+    );
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let rules = the_webhook(m.one(kind))["rules"]
+            .as_array()
+            .expect("rules")
+            .clone();
+        assert_eq!(rules.len(), 2, "{kind}");
+        assert_eq!(
+            rules[1],
+            json!({"apiGroups": ["batch.example.com"], "apiVersions": ["*"], "operations": ["UPDATE"],
+                   "resources": ["runs/status"], "scope": "Namespaced"})
+        );
+    }
+    let have = grants(&m);
+    for want in g(
+        "cluster",
+        "batch.example.com",
+        "runs",
+        &["get", "list", "watch"],
+        "",
+    )
+    .into_iter()
+    .chain(g(
+        "cluster",
+        "batch.example.com",
+        "runs/status",
+        &["get", "update"],
+        "",
+    )) {
+        assert!(have.contains(&want), "missing {want:?}");
+    }
+    let c = policy_config(&m);
+    assert_eq!(c.extra_resources.len(), 1);
+    let r = &c.extra_resources[0];
+    assert_eq!(
+        (
+            r.group.as_str(),
+            r.version.as_str(),
+            r.kind.as_str(),
+            r.resource.as_str(),
+            r.subresource.as_str()
+        ),
+        ("batch.example.com", "v1", "Run", "runs", "status")
+    );
+}

@@ -1,0 +1,264 @@
+//! The webhook configurations: rules, settings, CA bundle per mode, match conditions.
+
+use super::*;
+
+pub(super) fn the_webhook(config: &Value) -> &Value {
+    let hooks = config["webhooks"].as_array().expect("webhooks");
+    assert_eq!(
+        hooks.len(),
+        1,
+        "one webhook in {}",
+        config["metadata"]["name"]
+    );
+    &hooks[0]
+}
+
+pub(super) fn webhooks_match_status_updates_with_the_right_settings(ctx: &mut Ctx) {
+    for mode in MODES {
+        let m = render(ctx, &mode_values(mode));
+        let service = m.one("Service");
+        for (kind, path) in [
+            ("MutatingWebhookConfiguration", "/mutate"),
+            ("ValidatingWebhookConfiguration", "/validate"),
+        ] {
+            let w = the_webhook(m.one(kind));
+            assert_eq!(w["admissionReviewVersions"], json!(["v1"]), "{mode} {kind}");
+            assert_eq!(w["sideEffects"], "NoneOnDryRun", "{mode} {kind}");
+            assert_eq!(w["matchPolicy"], "Equivalent", "{mode} {kind}");
+            assert_eq!(w["failurePolicy"], "Fail", "{mode} {kind}");
+            assert_eq!(w["timeoutSeconds"], 10, "{mode} {kind}");
+            assert_eq!(
+                w["rules"],
+                json!([{
+                    "apiGroups": ["kubernaut.ai"],
+                    "apiVersions": ["*"],
+                    "operations": ["UPDATE"],
+                    "resources": ["workflowexecutions/status"],
+                    "scope": "Namespaced",
+                }]),
+                "{mode} {kind}"
+            );
+            assert_eq!(w["namespaceSelector"], json!({}), "{mode} {kind}");
+            assert_eq!(w["objectSelector"], json!({}), "{mode} {kind}");
+            assert_eq!(
+                w["clientConfig"]["service"],
+                json!({"name": "wfe-admission", "namespace": NS, "path": path, "port": 443}),
+                "{mode} {kind}"
+            );
+            assert!(w["clientConfig"].get("url").is_none());
+            // The Service the webhook calls has that port.
+            assert_eq!(service["metadata"]["name"], "wfe-admission");
+            let ports = service["spec"]["ports"].as_array().expect("ports");
+            assert!(
+                ports
+                    .iter()
+                    .any(|p| p["port"] == 443 && p["targetPort"] == "https")
+            );
+            let reinvocation = w.get("reinvocationPolicy");
+            if kind.starts_with("Mutating") {
+                assert_eq!(reinvocation, Some(&json!("IfNeeded")));
+            } else {
+                assert_eq!(
+                    reinvocation, None,
+                    "validating webhooks have no reinvocation"
+                );
+            }
+        }
+    }
+}
+
+pub(super) fn webhook_values_reach_both_configurations(ctx: &mut Ctx) {
+    let selector = json!({"matchExpressions": [{"key": "kubernaut.ai/guarded", "operator": "NotIn", "values": ["false"]}]});
+    let objects = json!({"matchLabels": {"app.kubernetes.io/part-of": "kubernaut"}});
+    let m = render(
+        ctx,
+        &json!({"webhook": {
+            "failurePolicy": "Ignore", "timeoutSeconds": 3,
+            "namespaceSelector": selector, "objectSelector": objects,
+            "annotations": {"example.com/owner": "platform"}}}),
+    );
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let config = m.one(kind);
+        let w = the_webhook(config);
+        assert_eq!(w["failurePolicy"], "Ignore", "{kind}");
+        assert_eq!(w["timeoutSeconds"], 3, "{kind}");
+        assert_eq!(w["namespaceSelector"], selector, "{kind}");
+        assert_eq!(w["objectSelector"], objects, "{kind}");
+        assert_eq!(
+            config["metadata"]["annotations"]["example.com/owner"],
+            "platform"
+        );
+    }
+}
+
+pub(super) fn ca_bundle_and_injection_per_mode(ctx: &mut Ctx) {
+    let pem = test_ca_pem();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for mode in MODES {
+        let values = match mode {
+            "provided" => merged(
+                mode_values(mode),
+                &json!({"certificates": {"provided": {"caBundle": pem}}}),
+            ),
+            _ => mode_values(mode),
+        };
+        let m = render(ctx, &values);
+        for kind in [
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ] {
+            let config = m.one(kind);
+            let w = the_webhook(config);
+            let ca = w["clientConfig"].get("caBundle");
+            let inject = config["metadata"]["annotations"].get("cert-manager.io/inject-ca-from");
+            match mode {
+                "provided" => {
+                    let decoded = b64
+                        .decode(ca.and_then(Value::as_str).expect("caBundle"))
+                        .expect("caBundle is base64");
+                    assert_eq!(
+                        String::from_utf8(decoded).expect("utf-8").trim(),
+                        pem.trim()
+                    );
+                    assert!(inject.is_none());
+                }
+                "cert-manager" => {
+                    assert!(ca.is_none(), "cert-manager injects the caBundle");
+                    assert_eq!(inject, Some(&json!("wfe-system/wfe-admission-serving")));
+                    m.get("Certificate", "wfe-admission-serving");
+                }
+                _ => {
+                    // self-managed: the webhook writes it; the chart must leave it out so
+                    // that an upgrade does not wipe it.
+                    assert!(ca.is_none(), "self-managed renders a caBundle");
+                    assert!(inject.is_none());
+                }
+            }
+        }
+    }
+    // A caBundle given as base64 is used as is; garbage fails with the value named.
+    let encoded = b64.encode(&pem);
+    let m = render(
+        ctx,
+        &merged(
+            mode_values("provided"),
+            &json!({"certificates": {"provided": {"caBundle": encoded}}}),
+        ),
+    );
+    assert_eq!(
+        the_webhook(m.one("ValidatingWebhookConfiguration"))["clientConfig"]["caBundle"],
+        encoded
+    );
+    let err = ctx
+        .helm()
+        .template(
+            RELEASE,
+            NS,
+            &merged(
+                mode_values("provided"),
+                &json!({"certificates": {"provided": {"caBundle": "bm90IGEgY2VydA=="}}}),
+            ),
+        )
+        .expect_err("a caBundle that is no certificate must fail");
+    assert!(err.contains("certificates.provided.caBundle"), "{err}");
+}
+
+pub(super) fn webhook_url_replaces_the_service(ctx: &mut Ctx) {
+    for mode in MODES {
+        let m = render(
+            ctx,
+            &merged(
+                mode_values(mode),
+                &json!({"webhook": {"url": "https://127.0.0.1:9443/"}}),
+            ),
+        );
+        for (kind, path) in [
+            ("MutatingWebhookConfiguration", "/mutate"),
+            ("ValidatingWebhookConfiguration", "/validate"),
+        ] {
+            let cc = &the_webhook(m.one(kind))["clientConfig"];
+            assert_eq!(
+                cc["url"],
+                format!("https://127.0.0.1:9443{path}"),
+                "{mode} {kind}"
+            );
+            assert!(cc.get("service").is_none(), "{mode} {kind}: {cc}");
+            assert_eq!(
+                cc.get("caBundle").is_some(),
+                mode == "provided",
+                "{mode} {kind}"
+            );
+        }
+    }
+}
+
+pub(super) fn own_service_account_skips_only_the_mutating_webhook(ctx: &mut Ctx) {
+    let me = "system:serviceaccount:wfe-system:wfe-admission";
+    let exclusion = json!({"name": "not-wfe-admission-itself",
+        "expression": format!("request.userInfo.username != '{me}'")});
+    let m = render(ctx, &json!({}));
+    assert_eq!(
+        the_webhook(m.one("MutatingWebhookConfiguration"))["matchConditions"],
+        json!([exclusion])
+    );
+    assert_eq!(
+        the_webhook(m.one("ValidatingWebhookConfiguration"))["matchConditions"],
+        json!([validating_condition()]),
+        "the validating webhook must see the webhook's own writes"
+    );
+    // The excluded account is the policy's webhook writer.
+    let config = policy_config(&m);
+    assert_eq!(config.writers["webhook"].users, vec![me.to_string()]);
+
+    // An admin's conditions go to both, after the exclusion.
+    let mine = json!({"name": "labelled", "expression": "'wfe' in object.metadata.labels"});
+    let m = render(ctx, &json!({"webhook": {"matchConditions": [mine]}}));
+    assert_eq!(
+        the_webhook(m.one("MutatingWebhookConfiguration"))["matchConditions"],
+        json!([exclusion, mine])
+    );
+    assert_eq!(
+        the_webhook(m.one("ValidatingWebhookConfiguration"))["matchConditions"],
+        json!([validating_condition(), mine])
+    );
+    let m = render(ctx, &json!({"webhook": {"excludeSelfFromMutating": false}}));
+    assert!(
+        the_webhook(m.one("MutatingWebhookConfiguration"))
+            .get("matchConditions")
+            .is_none()
+    );
+}
+
+/// The validating webhook's built-in condition, as the webhook's code writes it for the
+/// default policy (what the bench and the e2e harness register).
+pub(super) fn validating_condition() -> Value {
+    json!({"name": review::VALIDATE_MATCH_CONDITION,
+        "expression": review::validate_match_condition(&Config::default())})
+}
+
+pub(super) fn validating_webhook_skips_only_undeniable_updates(ctx: &mut Ctx) {
+    let m = render(ctx, &json!({}));
+    assert_eq!(
+        the_webhook(m.one("ValidatingWebhookConfiguration"))["matchConditions"],
+        json!([validating_condition()]),
+        "the chart must render the same condition as policy::review::validate_match_condition"
+    );
+    // Off: every status update reaches /validate again; the mutating webhook never had it.
+    let m = render(
+        ctx,
+        &json!({"webhook": {"validatingMatchCondition": false}}),
+    );
+    assert!(
+        the_webhook(m.one("ValidatingWebhookConfiguration"))
+            .get("matchConditions")
+            .is_none()
+    );
+    let mutating = the_webhook(m.one("MutatingWebhookConfiguration"));
+    assert_eq!(
+        mutating["matchConditions"].as_array().map(Vec::len),
+        Some(1)
+    );
+}

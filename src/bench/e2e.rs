@@ -471,7 +471,7 @@ pub async fn register_webhooks(
 }
 
 /// The sum of a Prometheus metric's series whose labels contain `filter`.
-pub fn series_total(text: &str, metric: &str, filter: &str) -> f64 {
+fn series_total(text: &str, metric: &str, filter: &str) -> f64 {
     text.lines()
         .filter(|l| {
             l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']) && l.contains(filter)
@@ -481,17 +481,26 @@ pub fn series_total(text: &str, metric: &str, filter: &str) -> f64 {
         .sum()
 }
 
-/// `<name>_sum` and `<name>_count` of a Prometheus histogram, summed over the series whose
-/// labels contain `filter`.
-pub fn histogram_totals(text: &str, name: &str, filter: &str) -> (f64, f64) {
-    let total = |suffix: &str| series_total(text, &format!("{name}_{suffix}"), filter);
-    (total("sum"), total("count"))
+/// Two scrapes of one metrics endpoint, before and after the measured updates.
+#[derive(Debug, Clone, Copy)]
+pub struct Scrapes<'a> {
+    pub before: &'a str,
+    pub after: &'a str,
 }
 
-/// Mean in milliseconds of the observations between two scrapes.
-pub fn mean_between_ms(before: (f64, f64), after: (f64, f64)) -> Option<f64> {
-    let (sum, count) = (after.0 - before.0, after.1 - before.1);
-    (count > 0.0).then(|| sum / count * 1e3)
+impl Scrapes<'_> {
+    /// How much the series of `metric` whose labels contain `filter` grew between the scrapes.
+    pub fn grew(&self, metric: &str, filter: &str) -> f64 {
+        series_total(self.after, metric, filter) - series_total(self.before, metric, filter)
+    }
+
+    /// Mean in milliseconds of the histogram `name`'s observations between the scrapes; `None`
+    /// when there were none.
+    pub fn mean_ms(&self, name: &str, filter: &str) -> Option<f64> {
+        let count = self.grew(&format!("{name}_count"), filter);
+        let sum = self.grew(&format!("{name}_sum"), filter);
+        (count > 0.0).then(|| sum / count * 1e3)
+    }
 }
 
 pub const APISERVER_WEBHOOK_METRIC: &str = "apiserver_admission_webhook_admission_duration_seconds";
@@ -546,5 +555,58 @@ pub async fn unregister_webhooks(admin: &Client) {
             &resource("admissionregistration.k8s.io", "v1", kind, plural),
         );
         let _ = api.delete("wfe-bench", &Default::default()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEFORE: &str = "\
+wfe_admission_requests_total{endpoint=\"mutate\",outcome=\"allowed\"} 10
+wfe_admission_requests_total{endpoint=\"mutate\",outcome=\"patched\"} 2
+wfe_admission_requests_total{endpoint=\"validate\",outcome=\"allowed\"} 5
+wfe_admission_request_duration_seconds_sum{endpoint=\"mutate\"} 0.5
+wfe_admission_request_duration_seconds_count{endpoint=\"mutate\"} 10
+";
+    const AFTER: &str = "\
+wfe_admission_requests_total{endpoint=\"mutate\",outcome=\"allowed\"} 16
+wfe_admission_requests_total{endpoint=\"mutate\",outcome=\"patched\"} 4
+wfe_admission_requests_total{endpoint=\"validate\",outcome=\"allowed\"} 9
+wfe_admission_request_duration_seconds_sum{endpoint=\"mutate\"} 0.9
+wfe_admission_request_duration_seconds_count{endpoint=\"mutate\"} 18
+";
+
+    #[test]
+    fn scrapes_give_growth_and_means_of_the_matching_series_only() {
+        let s = Scrapes {
+            before: BEFORE,
+            after: AFTER,
+        };
+        let mutate = "endpoint=\"mutate\"";
+        assert_eq!(s.grew("wfe_admission_requests_total", mutate), 8.0);
+        assert_eq!(
+            s.grew(
+                "wfe_admission_requests_total",
+                "endpoint=\"mutate\",outcome=\"patched\""
+            ),
+            2.0
+        );
+        // `_sum` and `_count` are other metrics than their prefix.
+        assert_eq!(
+            s.grew("wfe_admission_request_duration_seconds", mutate),
+            0.0
+        );
+        let mean = s
+            .mean_ms("wfe_admission_request_duration_seconds", mutate)
+            .expect("observations");
+        assert!((mean - 50.0).abs() < 1e-9, "{mean}");
+        assert_eq!(
+            s.mean_ms(
+                "wfe_admission_request_duration_seconds",
+                "endpoint=\"validate\""
+            ),
+            None
+        );
     }
 }

@@ -57,7 +57,7 @@ struct Plan {
     rounds: usize,
     policy_budget: Duration,
     status_updates: usize,
-    e2e_sequential: u64,
+    e2e_updates: u64,
     e2e_window: Duration,
 }
 
@@ -70,7 +70,7 @@ impl Plan {
                 rounds: 1,
                 policy_budget: Duration::from_millis(100),
                 status_updates: 8,
-                e2e_sequential: 20,
+                e2e_updates: 20,
                 e2e_window: Duration::from_millis(500),
             }
         } else {
@@ -85,7 +85,7 @@ impl Plan {
                 // (c) and (e) differ by well under a millisecond on a ~5 ms update, which
                 // bursts of load on this VM move by as much: many samples, modes taking turns
                 // update by update.
-                e2e_sequential: 1200,
+                e2e_updates: 1200,
                 e2e_window: Duration::from_secs(3),
             }
         }
@@ -438,9 +438,9 @@ async fn run_e2e(
     );
     eprintln!(
         "wfe-bench: e2e, {} updates per mode, modes taking turns",
-        plan.e2e_sequential
+        plan.e2e_updates
     );
-    let mut latencies = e2e::interleaved(&controller, &mut objects, plan.e2e_sequential).await?;
+    let mut latencies = e2e::interleaved(&controller, &mut objects, plan.e2e_updates).await?;
     let (api_after, ours_after) = (
         e2e::apiserver_metrics(&admin).await,
         webhook.metrics.encode(),
@@ -466,11 +466,13 @@ async fn run_e2e(
         });
     }
 
-    let between = |before: &str, after: &str, metric: &str, filter: &str| {
-        e2e::mean_between_ms(
-            e2e::histogram_totals(before, metric, filter),
-            e2e::histogram_totals(after, metric, filter),
-        )
+    let api = e2e::Scrapes {
+        before: &api_before,
+        after: &api_after,
+    };
+    let ours = e2e::Scrapes {
+        before: &ours_before,
+        after: &ours_after,
     };
     // Per webhook of (c), (d) and (e): calls per update and the API server's mean call, from its
     // own metrics (by webhook name), and our handler's mean time (by endpoint, both modes).
@@ -481,29 +483,19 @@ async fn run_e2e(
         let updates = latencies[i].len().max(1) as f64;
         for (endpoint, hook) in e2e::hooks(mode) {
             let filter = format!("name=\"{hook}\"");
-            let ours = format!("endpoint=\"{}\"", endpoint.trim_start_matches('/'));
-            let calls = e2e::histogram_totals(&api_after, e2e::APISERVER_WEBHOOK_METRIC, &filter).1
-                - e2e::histogram_totals(&api_before, e2e::APISERVER_WEBHOOK_METRIC, &filter).1;
+            let ours_label = format!("endpoint=\"{}\"", endpoint.trim_start_matches('/'));
+            let calls = api.grew(&format!("{}_count", e2e::APISERVER_WEBHOOK_METRIC), &filter);
             report.e2e_hooks.push(report::HookFigures {
                 mode: mode.label(),
                 endpoint,
                 calls_per_update: calls / updates,
-                apiserver_ms: between(
-                    &api_before,
-                    &api_after,
-                    e2e::APISERVER_WEBHOOK_METRIC,
-                    &filter,
-                ),
-                match_ms: between(&api_before, &api_after, MATCH_METRIC, &filter),
-                handler_ms: between(&ours_before, &ours_after, HANDLER_METRIC, &ours),
+                apiserver_ms: api.mean_ms(e2e::APISERVER_WEBHOOK_METRIC, &filter),
+                match_ms: api.mean_ms(MATCH_METRIC, &filter),
+                handler_ms: ours.mean_ms(HANDLER_METRIC, &ours_label),
                 patched: (mode != Mode::Floor).then(|| {
-                    let count = |text: &str, filter: &str| {
-                        e2e::series_total(text, ANSWERS_METRIC, &format!("{ours},{filter}"))
-                    };
-                    let answers = count(&ours_after, "") - count(&ours_before, "");
-                    let patched = count(&ours_after, "outcome=\"patched\"")
-                        - count(&ours_before, "outcome=\"patched\"");
-                    patched / answers.max(1.0)
+                    let patched = format!("{ours_label},outcome=\"patched\"");
+                    let answers = ours.grew(ANSWERS_METRIC, &ours_label);
+                    ours.grew(ANSWERS_METRIC, &patched) / answers.max(1.0)
                 }),
             });
         }

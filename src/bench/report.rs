@@ -72,7 +72,7 @@ pub struct Report {
     pub e2e_start_ms: Option<f64>,
     /// Why the auto-detected kube-apiserver rows were skipped.
     pub e2e_skipped: Option<String>,
-    /// Where the webhook modes' time goes, per webhook, over the 1-writer rounds.
+    /// Where the webhook modes' time goes, per webhook, over the 1-writer updates.
     pub e2e_hooks: Vec<HookFigures>,
     pub status: Vec<StatusRow>,
 }
@@ -341,7 +341,7 @@ impl Report {
                 "\nWhere (c)'s, (d)'s and (e)'s time goes, over the 1-writer updates: webhook calls per status update and their mean as the API server timed them (its `apiserver_admission_webhook_admission_duration_seconds`), its mean evaluation of the webhook's match condition (`apiserver_admission_match_condition_evaluation_seconds`), our handler's mean time, body read to answer built, and the share of its answers that carried a JSON Patch (per endpoint, (c) and (d) together; the echo has no metrics).\n\n",
             );
             s.push_str("| admission | webhook | calls per update | API server's call, mean ms | match condition, mean ms | handler, mean ms | answers with a patch |\n|---|---|---:|---:|---:|---:|---:|\n");
-            let ms = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| f(v, 3));
+            let opt = |v: Option<f64>, digits| f(v.unwrap_or(f64::NAN), digits);
             for h in &self.e2e_hooks {
                 let _ = writeln!(
                     s,
@@ -349,10 +349,10 @@ impl Report {
                     h.mode,
                     h.endpoint,
                     f(h.calls_per_update, 2),
-                    ms(h.apiserver_ms),
-                    ms(h.match_ms),
-                    ms(h.handler_ms),
-                    h.patched.map_or_else(|| "–".to_string(), |p| f(p, 2))
+                    opt(h.apiserver_ms, 3),
+                    opt(h.match_ms, 3),
+                    opt(h.handler_ms, 3),
+                    opt(h.patched, 2)
                 );
             }
         }
@@ -440,12 +440,13 @@ impl Report {
                 f(added, 3),
                 met(added, added <= 1.0)
             );
-            if let Some((e, a)) = self.e2e_p50_ms("(e)").zip(self.e2e_p50_ms("(a)")) {
+            let p50 = |mode| self.e2e_p50_ms(mode);
+            if let (Some(a), Some(c), Some(e)) = (p50("(a)"), p50("(c)"), p50("(e)")) {
                 let _ = writeln!(
                     s,
                     "| for reference: (e), a webhook that only echoes the uid, adds | {} ms | (c) − (e): {} ms |",
                     f(e - a, 3),
-                    f(a + added - e, 3)
+                    f(c - e, 3)
                 );
             }
         }
@@ -520,5 +521,32 @@ mod tests {
         assert!(target_line(&md, "| /mutate at c=64").ends_with("| 0.50 | not met |"));
         assert!(target_line(&md, "| p99 at c=1").ends_with("| 0.500 ms | met |"));
         assert!(report.summary().contains("mutate_c64_ratio=0.50"));
+    }
+
+    #[test]
+    fn the_e2e_target_compares_c_with_a_and_shows_the_echo_floor() {
+        let e2e = |mode: &'static str, p50_ms: f64| E2eRow {
+            mode,
+            updates: 10,
+            p50_ms,
+            p99_ms: p50_ms * 2.0,
+            rps_c1: 100.0,
+            rps_c8: 200.0,
+        };
+        let report = Report {
+            e2e: vec![
+                e2e("(a) no admission", 5.0),
+                e2e("(c) wfe-admission webhooks", 6.25),
+                e2e("(e) a mutating webhook that only echoes the uid", 5.875),
+            ],
+            ..Report::default()
+        };
+        let md = report.markdown();
+        assert!(target_line(&md, "| (c) adds").ends_with("| 1.250 ms | not met |"));
+        assert!(
+            target_line(&md, "| for reference: (e)")
+                .ends_with("| 0.875 ms | (c) − (e): 0.375 ms |")
+        );
+        assert!(report.summary().ends_with("e2e_added_p50_ms=1.250"));
     }
 }

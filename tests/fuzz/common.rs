@@ -37,8 +37,8 @@ pub fn fixed_now() -> Timestamp {
 }
 
 /// Bytes as the server reads them (the lean [`StatusObject`] parser, and /validate's, which keeps
-/// two status fields), then both endpoints under both policies; and differentially: where the full `DynamicObject` parser reads the same bytes,
-/// every verdict is the same.
+/// two status fields), then both endpoints under both policies; and differentially: where the
+/// full `DynamicObject` parser reads the same bytes, every verdict is the same.
 pub fn review_bytes(data: &[u8]) {
     let lean = parse_review_as::<StatusObject>(data);
     if let Ok(request) = &lean {

@@ -470,8 +470,9 @@ pub async fn register_webhooks(
     }
 }
 
-/// The sum of a Prometheus metric's series whose labels contain `filter`.
-fn series_total(text: &str, metric: &str, filter: &str) -> f64 {
+/// The sum of a Prometheus metric's series whose labels contain `filter` (the e2e scenarios read
+/// the webhook's counters with it too).
+pub fn series_total(text: &str, metric: &str, filter: &str) -> f64 {
     text.lines()
         .filter(|l| {
             l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']) && l.contains(filter)

@@ -11,6 +11,7 @@ use kube::api::{Api, WatchEvent, WatchParams};
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use wfe_admission::bench::e2e::series_total;
 
 use super::{CLEAR_REASON, condition};
 use crate::cluster::{merge_status, put_status, rv, status_of, text};
@@ -147,13 +148,11 @@ async fn watch_phases(
 
 /// Denials the webhook answered so far (all endpoints and reasons).
 pub fn denials(ctx: &Ctx) -> f64 {
-    ctx.webhook
-        .metrics
-        .encode()
-        .lines()
-        .filter(|l| l.starts_with("wfe_admission_denials_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    series_total(
+        &ctx.webhook.metrics.encode(),
+        "wfe_admission_denials_total",
+        "",
+    )
 }
 
 pub async fn three_writers(ctx: Arc<Ctx>) -> Result<()> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
+use wfe_admission::bench::e2e::series_total;
 
 use super::CLEAR_REASON;
 use crate::cluster::{api_error, merge_status, put_status};
@@ -14,13 +15,11 @@ use crate::harness::Ctx;
 /// Reviews the webhook has answered on `endpoint`, whatever the outcome.
 fn calls(ctx: &Ctx, endpoint: &str) -> u64 {
     let label = format!("endpoint=\"{endpoint}\"");
-    ctx.webhook
-        .metrics
-        .encode()
-        .lines()
-        .filter(|l| l.starts_with("wfe_admission_requests_total{") && l.contains(&label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    series_total(
+        &ctx.webhook.metrics.encode(),
+        "wfe_admission_requests_total",
+        &label,
+    ) as u64
 }
 
 /// (mutate, validate) calls made while `write` ran. The scenarios run one at a time, so no

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::control_plane;
 use super::fixtures::{self, Size};
 use crate::config::Config;
-use crate::policy::review;
+use crate::policy::match_conditions;
 
 pub const K8S_VERSION: &str = "v1.37.2";
 const NAMESPACE: &str = "kubernaut-system";
@@ -426,8 +426,8 @@ pub async fn register_webhooks(
             }
             // (c) as the chart installs it: /validate only for updates it may deny.
             if mode == Mode::Webhooks {
-                h["matchConditions"] = json!([{"name": review::VALIDATE_MATCH_CONDITION,
-                    "expression": review::validate_match_condition(&webhook_config())}]);
+                h["matchConditions"] = json!([{"name": match_conditions::VALIDATE_MATCH_CONDITION,
+                    "expression": match_conditions::validate_match_condition(&webhook_config())}]);
             }
             validating.push(h);
         }

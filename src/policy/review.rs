@@ -276,51 +276,6 @@ pub fn validate_reads(policy: &Policy) -> [&str; 2] {
     ]
 }
 
-/// Name of [`validate_match_condition`] in the validating webhook's `matchConditions`.
-pub const VALIDATE_MATCH_CONDITION: &str = "phase-or-block-clearance-may-change";
-
-/// The CEL `matchConditions` expression under which the API server calls the validating
-/// webhook: false only for an UPDATE that [`validate`] cannot deny, so that the common progress
-/// write (same phase, same clearance) costs no second call. It must stay conservative: it only
-/// skips when the new status is absent, or is an object whose phase is absent or the same string
-/// as before and whose clearance is absent or equal (same JSON type) to the stored one. In every
-/// other case, including statuses that are not objects, it calls. The type checks come before
-/// every comparison, so that evaluation never errors (an error applies `failurePolicy`).
-///
-/// The Helm chart renders the same text (`wfe-admission.validateMatchCondition`); the chart
-/// tests compare the two. Uses the same fields as [`validate_reads`].
-pub fn validate_match_condition(config: &crate::config::Config) -> String {
-    let phase = cel_string(&config.phase.field);
-    let clearance = cel_string(&config.block_clearance.field);
-    let (new, old) = ("object.status", "oldObject.status");
-    let old_is_map = format!("has({old}) && type({old}) == map");
-    format!(
-        "request.operation == 'UPDATE' && has({new}) && !(type({new}) == map && \
-         (!({phase} in {new}) || (type({new}[{phase}]) == string && {old_is_map} && \
-         {phase} in {old} && type({old}[{phase}]) == string && {new}[{phase}] == {old}[{phase}])) && \
-         (!({clearance} in {new}) || ({old_is_map} && {clearance} in {old} && \
-         type({new}[{clearance}]) == type({old}[{clearance}]) && {new}[{clearance}] == {old}[{clearance}])))"
-    )
-}
-
-/// A CEL string literal (single-quoted) for a configured field name.
-fn cel_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
-
 /// The validating endpoint: the phase move (spec section 3) and the clearance rules.
 pub fn validate<K: ReviewObject>(policy: &Policy, req: &AdmissionRequest<K>) -> Verdict {
     let Input {

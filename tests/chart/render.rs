@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use base64::Engine;
 use serde_json::{Value, json};
 use wfe_admission::config::Config;
-use wfe_admission::policy::review;
+use wfe_admission::policy::match_conditions;
 
 use crate::helm::{Helm, Manifests, chart_dir, path_str, repo};
 use crate::{Case, Ctx};
@@ -57,6 +57,7 @@ pub fn cases() -> Vec<Case> {
         case!(webhooks::webhook_url_replaces_the_service),
         case!(webhooks::own_service_account_skips_only_the_mutating_webhook),
         case!(webhooks::validating_webhook_skips_only_undeniable_updates),
+        case!(webhooks::mutating_webhook_skips_only_writes_combining_keeps),
         case!(deployment::deployment_is_hardened_probed_and_spread),
         case!(deployment::deployment_flags_per_mode),
         case!(deployment::deployment_flags_exist_in_the_binary),

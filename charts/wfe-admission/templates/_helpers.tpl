@@ -166,8 +166,9 @@ annotations:
 
 {{/*
 What both webhooks share. Call with (dict "ctx" $ "path" "/validate" "self" true "validate" true),
-where self adds the condition that skips the webhook's own service account and validate the one
-that skips updates the validating webhook cannot deny.
+where self adds the condition that skips the webhook's own service account, mutate the one that
+skips controller writes combining leaves as sent, and validate the one that skips updates the
+validating webhook cannot deny.
 */}}
 {{- define "wfe-admission.webhookCommon" -}}
 {{- $ := .ctx }}
@@ -199,6 +200,11 @@ rules:
 {{- if .self }}
 {{- $conditions = append $conditions (dict "name" "not-wfe-admission-itself" "expression" (printf "request.userInfo.username != '%s'" (include "wfe-admission.serviceAccountUser" $))) }}
 {{- end }}
+{{- if and .mutate $w.mutatingMatchCondition }}
+{{- with include "wfe-admission.mutateMatchCondition" $ }}
+{{- $conditions = append $conditions (dict "name" "status-may-need-combining" "expression" .) }}
+{{- end }}
+{{- end }}
 {{- if and .validate $w.validatingMatchCondition }}
 {{- $conditions = append $conditions (dict "name" "phase-or-block-clearance-may-change" "expression" (include "wfe-admission.validateMatchCondition" $)) }}
 {{- end }}
@@ -224,4 +230,78 @@ the two. The field names are the policy's (the values schema keeps the defaults 
 {{- $p := include "wfe-admission.celString" (dig "phase" "field" "phase" .Values.policy) }}
 {{- $c := include "wfe-admission.celString" (dig "blockClearance" "field" "blockClearance" .Values.policy) -}}
 request.operation == 'UPDATE' && has(object.status) && !(type(object.status) == map && (!({{ $p }} in object.status) || (type(object.status[{{ $p }}]) == string && has(oldObject.status) && type(oldObject.status) == map && {{ $p }} in oldObject.status && type(oldObject.status[{{ $p }}]) == string && object.status[{{ $p }}] == oldObject.status[{{ $p }}])) && (!({{ $c }} in object.status) || (has(oldObject.status) && type(oldObject.status) == map && {{ $c }} in oldObject.status && type(object.status[{{ $c }}]) == type(oldObject.status[{{ $c }}]) && object.status[{{ $c }}] == oldObject.status[{{ $c }}])))
+{{- end }}
+
+{{/* A CEL list literal of string literals, in the given order. */}}
+{{- define "wfe-admission.celList" -}}
+{{- $items := list }}
+{{- range . }}
+{{- $items = append $items (include "wfe-admission.celString" .) }}
+{{- end -}}
+[{{ join ", " $items }}]
+{{- end }}
+
+{{/*
+The mutating webhook's built-in match condition: skip a write by the controller (its user
+patterns or groups) that combining provably leaves as sent: same status keys, only plain
+controller fields changed, conditions with the same types, status and lastTransitionTime in the
+same order, derived fields already coherent. The same text as
+`policy::match_conditions::mutate_match_condition`; the chart tests compare the two. Empty (no
+condition, every write combined) when the policy has no controller writer with users or
+groups, or when a key it depends on was removed from the values (the webhook would fall back
+to its built-in default, which this template cannot see).
+*/}}
+{{- define "wfe-admission.mutateMatchCondition" -}}
+{{- $p := .Values.policy }}
+{{- $ctl := default dict (dig "writers" "controller" nil $p) }}
+{{- $cond := default dict $p.conditions }}
+{{- $who := list }}
+{{- range $u := default list $ctl.users }}
+{{- $re := printf "^%s$" (regexQuoteMeta $u | replace "\\*" "[^:]*") }}
+{{- $who = append $who (printf "request.userInfo.username.matches(%s)" (include "wfe-admission.celString" $re)) }}
+{{- end }}
+{{- with $ctl.groups }}
+{{- $who = append $who (printf "request.userInfo.groups.exists(g, g in %s)" (include "wfe-admission.celList" .)) }}
+{{- end }}
+{{- if and $who (hasKey $p "fields") (hasKey $p "defaultFieldOwners") (hasKey $p "writeOnce") (hasKey $cond "owners") (hasKey $cond "defaultOwners") }}
+{{- $cf := dig "conditions" "field" "conditions" $p }}
+{{- $st := dig "derived" "startTime" "startTime" $p }}
+{{- $ct := dig "derived" "completionTime" "completionTime" $p }}
+{{- $fd := dig "derived" "failureDetails" "failureDetails" $p }}
+{{- $fdr := dig "derived" "failureDetailsReason" "reason" $p }}
+{{- $fr := dig "derived" "failureReason" "failureReason" $p }}
+{{- $protected := concat (list (dig "phase" "field" "phase" $p) (dig "blockClearance" "field" "blockClearance" $p) $st $ct (dig "derived" "duration" "duration" $p) $fr) (default list $p.writeOnce) }}
+{{- $may := list }}
+{{- range $k, $owners := $p.fields }}
+{{- if and (has "controller" $owners) (not (has $k $protected)) (ne $k $cf) }}
+{{- $may = append $may $k }}
+{{- end }}
+{{- end }}
+{{- $keyMay := printf "k in %s" (include "wfe-admission.celList" $may) }}
+{{- if has "controller" $p.defaultFieldOwners }}
+{{- $listed := concat (keys $p.fields) $protected (list $cf) | uniq | sortAlpha }}
+{{- $keyMay = printf "%s || !(k in %s)" $keyMay (include "wfe-admission.celList" $listed) }}
+{{- end }}
+{{- $types := list }}
+{{- range $t, $owners := $cond.owners }}
+{{- if has "controller" $owners }}
+{{- $types = append $types $t }}
+{{- end }}
+{{- end }}
+{{- $typeOwned := printf "c['type'] in %s" (include "wfe-admission.celList" $types) }}
+{{- if has "controller" $cond.defaultOwners }}
+{{- $typeOwned = printf "%s || !(c['type'] in %s)" $typeOwned (include "wfe-admission.celList" (keys $cond.owners | sortAlpha)) }}
+{{- end }}
+{{- $c := include "wfe-admission.celString" $cf }}
+{{- $nc := printf "object.status[%s]" $c }}
+{{- $oc := printf "oldObject.status[%s]" $c }}
+{{- $typed := "type(c) == map && 'type' in c && type(c['type']) == string" }}
+{{- $proj := "map(c, [[c['type']], 'status' in c ? [c['status']] : [], 'lastTransitionTime' in c ? [c['lastTransitionTime']] : []])" }}
+{{- $start := include "wfe-admission.celString" $st }}
+{{- $end := include "wfe-admission.celString" $ct }}
+{{- $fdq := include "wfe-admission.celString" $fd }}
+{{- $fdrq := include "wfe-admission.celString" $fdr }}
+{{- $frq := include "wfe-admission.celString" $fr -}}
+!(request.operation == 'UPDATE' && ({{ join " || " $who }}) && has(object.status) && type(object.status) == map && has(oldObject.status) && type(oldObject.status) == map && size(object.status) == size(oldObject.status) && object.status.all(k, k in oldObject.status && (k == {{ $c }} || (type(object.status[k]) == type(oldObject.status[k]) && object.status[k] == oldObject.status[k]) || {{ $keyMay }})) && (!({{ $c }} in object.status) || ({{ $c }} in oldObject.status && type({{ $nc }}) == list && type({{ $oc }}) == list && {{ $oc }}.all(c, {{ $typed }}) && {{ $nc }}.all(c, {{ $typed }} && {{ $nc }}.exists_one(x, type(x) == map && 'type' in x && x['type'] == c['type'])) && {{ $nc }}.{{ $proj }} == {{ $oc }}.{{ $proj }} && {{ $nc }}.all(c, {{ $typeOwned }} || {{ $oc }}.exists(o, o == c)))) && !({{ $start }} in object.status && {{ $end }} in object.status) && (!({{ $fdq }} in object.status) || type(object.status[{{ $fdq }}]) != map || !({{ $fdrq }} in object.status[{{ $fdq }}]) || type(object.status[{{ $fdq }}][{{ $fdrq }}]) != string || ({{ $frq }} in object.status && type(object.status[{{ $frq }}]) == string && object.status[{{ $frq }}] == object.status[{{ $fdq }}][{{ $fdrq }}])))
+{{- end }}
 {{- end }}

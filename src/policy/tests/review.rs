@@ -656,17 +656,3 @@ fn fixture_no_old_object() {
         assert!(message.contains("oldObject"), "{message}");
     }
 }
-
-#[test]
-fn match_condition_quotes_the_configured_field_names() {
-    let mut config = crate::config::Config::default();
-    let default = review::validate_match_condition(&config);
-    assert!(default.contains("'phase' in object.status"), "{default}");
-    assert!(
-        default.contains("object.status['blockClearance']"),
-        "{default}"
-    );
-    config.phase.field = r"it's\odd".into();
-    let odd = review::validate_match_condition(&config);
-    assert!(odd.contains(r"'it\'s\\odd' in object.status"), "{odd}");
-}

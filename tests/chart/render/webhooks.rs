@@ -202,7 +202,7 @@ pub(super) fn own_service_account_skips_only_the_mutating_webhook(ctx: &mut Ctx)
     let m = render(ctx, &json!({}));
     assert_eq!(
         the_webhook(m.one("MutatingWebhookConfiguration"))["matchConditions"],
-        json!([exclusion])
+        json!([exclusion, mutating_condition(&Config::default())])
     );
     assert_eq!(
         the_webhook(m.one("ValidatingWebhookConfiguration"))["matchConditions"],
@@ -218,13 +218,16 @@ pub(super) fn own_service_account_skips_only_the_mutating_webhook(ctx: &mut Ctx)
     let m = render(ctx, &json!({"webhook": {"matchConditions": [mine]}}));
     assert_eq!(
         the_webhook(m.one("MutatingWebhookConfiguration"))["matchConditions"],
-        json!([exclusion, mine])
+        json!([exclusion, mutating_condition(&Config::default()), mine])
     );
     assert_eq!(
         the_webhook(m.one("ValidatingWebhookConfiguration"))["matchConditions"],
         json!([validating_condition(), mine])
     );
-    let m = render(ctx, &json!({"webhook": {"excludeSelfFromMutating": false}}));
+    let m = render(
+        ctx,
+        &json!({"webhook": {"excludeSelfFromMutating": false, "mutatingMatchCondition": false}}),
+    );
     assert!(
         the_webhook(m.one("MutatingWebhookConfiguration"))
             .get("matchConditions")
@@ -235,8 +238,8 @@ pub(super) fn own_service_account_skips_only_the_mutating_webhook(ctx: &mut Ctx)
 /// The validating webhook's built-in condition, as the webhook's code writes it for the
 /// default policy (what the bench and the e2e harness register).
 pub(super) fn validating_condition() -> Value {
-    json!({"name": review::VALIDATE_MATCH_CONDITION,
-        "expression": review::validate_match_condition(&Config::default())})
+    json!({"name": match_conditions::VALIDATE_MATCH_CONDITION,
+        "expression": match_conditions::validate_match_condition(&Config::default())})
 }
 
 pub(super) fn validating_webhook_skips_only_undeniable_updates(ctx: &mut Ctx) {
@@ -244,7 +247,7 @@ pub(super) fn validating_webhook_skips_only_undeniable_updates(ctx: &mut Ctx) {
     assert_eq!(
         the_webhook(m.one("ValidatingWebhookConfiguration"))["matchConditions"],
         json!([validating_condition()]),
-        "the chart must render the same condition as policy::review::validate_match_condition"
+        "the chart must render the same condition as policy::match_conditions::validate_match_condition"
     );
     // Off: every status update reaches /validate again; the mutating webhook never had it.
     let m = render(
@@ -259,6 +262,65 @@ pub(super) fn validating_webhook_skips_only_undeniable_updates(ctx: &mut Ctx) {
     let mutating = the_webhook(m.one("MutatingWebhookConfiguration"));
     assert_eq!(
         mutating["matchConditions"].as_array().map(Vec::len),
-        Some(1)
+        Some(2)
     );
+}
+
+/// The mutating webhook's built-in condition, as the webhook's code writes it for `config`.
+pub(super) fn mutating_condition(config: &Config) -> Value {
+    json!({"name": match_conditions::MUTATE_MATCH_CONDITION,
+        "expression": match_conditions::mutate_match_condition(config).expect("a controller")})
+}
+
+/// The mutating condition the chart rendered (after the own-account exclusion), if any.
+fn rendered_mutating_condition(m: &Manifests) -> Option<Value> {
+    the_webhook(m.one("MutatingWebhookConfiguration"))["matchConditions"]
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .find(|c| c["name"] == match_conditions::MUTATE_MATCH_CONDITION)
+        })
+        .cloned()
+}
+
+pub(super) fn mutating_webhook_skips_only_writes_combining_keeps(ctx: &mut Ctx) {
+    let m = render(ctx, &json!({}));
+    assert_eq!(
+        rendered_mutating_condition(&m),
+        Some(mutating_condition(&policy_config(&m))),
+        "the chart must render the same condition as policy::match_conditions"
+    );
+    // From the policy values: the controller's patterns (regex metacharacters, a quote) and
+    // groups, field and condition owners, default owners, write-once fields.
+    let custom = json!({"policy": {
+        "writers": {
+            "controller": {"users": ["system:serviceaccount:*:wfe.ctl+v2", "o'brien"], "groups": ["ctl-group"]},
+            "auditor": {"groups": ["auditors"]},
+        },
+        "fields": {"executionStatus": ["controller", "auditor"], "auditTrail": ["auditor"],
+            "progress": ["controller"], "observedGeneration": null},
+        "defaultFieldOwners": ["auditor"],
+        "writeOnce": ["startTime", "executionRef"],
+        "conditions": {"owners": {"AuditRecorded": ["auditor"], "Custom": ["controller"]},
+            "defaultOwners": ["auditor"]},
+    }});
+    let m = render(ctx, &custom);
+    let config = policy_config(&m);
+    assert_eq!(config.default_field_owners, vec!["auditor".to_string()]);
+    let rendered = rendered_mutating_condition(&m);
+    assert_eq!(rendered, Some(mutating_condition(&config)));
+    assert_ne!(rendered, Some(mutating_condition(&Config::default())));
+
+    // No controller to recognise, or a key the webhook would default: no condition, so every
+    // write is combined.
+    for values in [
+        json!({"policy": {"writers": {"controller": {"users": []}}}}),
+        json!({"policy": {"writeOnce": null}}),
+        json!({"policy": {"fields": null}}),
+        json!({"policy": {"conditions": {"owners": null}}}),
+        json!({"webhook": {"mutatingMatchCondition": false}}),
+    ] {
+        let m = render(ctx, &values);
+        assert_eq!(rendered_mutating_condition(&m), None, "{values}");
+    }
 }

@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 use wfe_admission::certgen::{self, Validity};
 use wfe_admission::config::Config;
 use wfe_admission::events::{self, EventOptions};
-use wfe_admission::policy::{Policy, review};
+use wfe_admission::policy::{Policy, match_conditions};
 use wfe_admission::server::metrics::Metrics;
 use wfe_admission::server::tls::CertSource;
 use wfe_admission::server::{self, Running, ServeOptions, VerdictSink};
@@ -146,17 +146,24 @@ impl Webhook {
                 "timeoutSeconds": 10
             })
         };
+        let config = self.policy.load().config.clone();
+        // As the chart installs them: /mutate only for writes combining may change, /validate
+        // only for updates it may deny.
         let mut mutating = hook("mutate", "mutate");
         mutating["reinvocationPolicy"] = Value::from("IfNeeded");
+        mutating["matchConditions"] = json!([{
+            "name": match_conditions::MUTATE_MATCH_CONDITION,
+            "expression": match_conditions::mutate_match_condition(&config)
+                .context("the e2e policy has no controller to recognise")?,
+        }]);
         let mutating: MutatingWebhookConfiguration = serde_json::from_value(json!({
             "metadata": {"name": CONFIG_NAME},
             "webhooks": [mutating]
         }))?;
-        // As the chart installs it: /validate only for updates it may deny.
         let mut validating = hook("validate", "validate");
         validating["matchConditions"] = json!([{
-            "name": review::VALIDATE_MATCH_CONDITION,
-            "expression": review::validate_match_condition(&self.policy.load().config),
+            "name": match_conditions::VALIDATE_MATCH_CONDITION,
+            "expression": match_conditions::validate_match_condition(&config),
         }]);
         let validating: ValidatingWebhookConfiguration = serde_json::from_value(json!({
             "metadata": {"name": CONFIG_NAME},

@@ -1,5 +1,5 @@
-//! The validating webhook's built-in match condition (`review::validate_match_condition`, as the
-//! chart installs it): a progress write that keeps the phase and the block clearance never
+//! The validating webhook's built-in match condition (`validate_match_condition`, as the chart
+//! installs it): a progress write that keeps the phase and the block clearance never
 //! reaches /validate, while every move and every clearance still does and is still judged.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use crate::cluster::{api_error, merge_status, put_status};
 use crate::harness::Ctx;
 
 /// Reviews the webhook has answered on `endpoint`, whatever the outcome.
-fn calls(ctx: &Ctx, endpoint: &str) -> u64 {
+pub(super) fn calls(ctx: &Ctx, endpoint: &str) -> u64 {
     let label = format!("endpoint=\"{endpoint}\"");
     series_total(
         &ctx.webhook.metrics.encode(),
@@ -24,7 +24,7 @@ fn calls(ctx: &Ctx, endpoint: &str) -> u64 {
 
 /// (mutate, validate) calls made while `write` ran. The scenarios run one at a time, so no
 /// other write is counted.
-async fn counted<T>(ctx: &Ctx, write: impl Future<Output = T>) -> (T, u64, u64) {
+pub(super) async fn counted<T>(ctx: &Ctx, write: impl Future<Output = T>) -> (T, u64, u64) {
     let (m, v) = (calls(ctx, "mutate"), calls(ctx, "validate"));
     let out = write.await;
     (out, calls(ctx, "mutate") - m, calls(ctx, "validate") - v)
@@ -52,7 +52,7 @@ pub async fn validate_only_when_it_may_deny(ctx: Arc<Ctx>) -> Result<()> {
     let name = ctx.create_in("match", &["Running"]).await?;
 
     // Progress writes that keep the phase: a full PUT and a merge patch without the phase.
-    let (put, m, v) = counted(
+    let (put, _, v) = counted(
         &ctx,
         put_status(&ctl, &name, |s| {
             s.insert(
@@ -63,9 +63,8 @@ pub async fn validate_only_when_it_may_deny(ctx: Arc<Ctx>) -> Result<()> {
     )
     .await;
     put.context("a progress PUT that keeps the phase")?;
-    ensure!(m >= 1, "the mutating webhook was not called ({m})");
     ensure!(v == 0, "a progress PUT reached /validate {v} times");
-    let (patched, m, v) = counted(
+    let (patched, _, v) = counted(
         &ctx,
         merge_status(
             &ctl,
@@ -75,10 +74,7 @@ pub async fn validate_only_when_it_may_deny(ctx: Arc<Ctx>) -> Result<()> {
     )
     .await;
     patched.context("a progress merge patch")?;
-    ensure!(
-        m >= 1 && v == 0,
-        "merge patch: /mutate {m}, /validate {v} calls"
-    );
+    ensure!(v == 0, "merge patch: /validate {v} calls");
 
     // Moves are still judged: an illegal one, and a legal one by a writer who may not move it.
     denied_by_validate(

@@ -7,6 +7,7 @@ mod lifecycle;
 mod manager;
 mod match_condition;
 mod merging;
+mod mutate_condition;
 pub mod repair;
 mod webhook_down;
 
@@ -79,6 +80,11 @@ pub fn all() -> Vec<Scenario> {
             "validate_is_called_only_when_it_may_deny",
             MINUTE,
             match_condition::validate_only_when_it_may_deny
+        ),
+        scenario!(
+            "mutate_is_skipped_only_when_combining_keeps_the_write",
+            2 * MINUTE,
+            mutate_condition::mutate_only_when_combining_may_change
         ),
         scenario!(
             "dry_run_gets_the_verdict_without_side_effects",

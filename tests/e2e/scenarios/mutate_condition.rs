@@ -1,0 +1,435 @@
+//! The mutating webhook's built-in match condition (`mutate_match_condition`, as the chart
+//! installs it), proven through the real API server: every write it lets past /mutate is one
+//! that combining would have left exactly as sent, and writes that need combining still reach
+//! /mutate.
+//!
+//! Random writes (a seeded mix of changes, benign and not, by the controller and by others) go in
+//! as dry runs against four stored objects. For each one the API server decides whether to call
+//! /mutate; for each it skipped, `combine` is run here on the stored status and the status the
+//! API server would have stored, and must change nothing and say nothing. `WFE_E2E_SEED` replays
+//! a run.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, ensure};
+use jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use kube::core::DynamicObject;
+use serde_json::{Value, json};
+use wfe_admission::bench::e2e::{Scrapes, apiserver_metrics};
+use wfe_admission::policy::combine::combine;
+use wfe_admission::policy::time;
+
+use super::match_condition::counted;
+use super::{CLEAR_REASON, failure_details};
+use crate::cluster::{Status, merge_status, put_status, status_of};
+use crate::harness::Ctx;
+
+/// Random writes per run: about 2 s of dry runs.
+const WRITES: usize = 300;
+
+/// xorshift64*: reproducible from its seed, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("WFE_E2E_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| Timestamp::now().as_nanosecond() as u64 | 1)
+}
+
+/// Objects with the shapes the condition must tell apart.
+async fn stored_objects(ctx: &Ctx) -> Result<Vec<String>> {
+    let ctl = ctx.controller();
+    let conditions = json!([
+        {"type": "Ready", "status": "False", "reason": "Running", "message": "working"},
+        {"type": "ExecutionCreated", "status": "True", "reason": "Created", "message": "pr-1"},
+        {"type": "ExecutionRunning", "status": "True", "reason": "Running", "message": "task 1"},
+        // A type nobody is listed for: the controller's, by default.
+        {"type": "CustomProbe", "status": "Unknown", "reason": "Waiting", "message": "no data"},
+    ]);
+    let progress = json!({"observedGeneration": 1, "executionRef": {"name": "pr-1"},
+        "executionStatus": {"status": "Unknown", "reason": "Running", "message": "started",
+            "completedTasks": 0, "totalTasks": 3},
+        "conditions": conditions});
+    // Running, with the executor's field beside the controller's.
+    let running = ctx.create_in("skip-running", &["Running"]).await?;
+    merge_status(&ctl, &running, progress.clone()).await?;
+    merge_status(
+        &ctx.executor(),
+        &running,
+        json!({"ephemeralCredentialIDs": [11, 12]}),
+    )
+    .await?;
+    // Failed straight from Pending: a completionTime without a startTime, the mirrored reason.
+    let failed = ctx.create_in("skip-failed", &["Failed"]).await?;
+    let mut fields = progress.clone();
+    fields["deduplicatedBy"] = json!("wfe-0");
+    merge_status(&ctl, &failed, fields).await?;
+    // Both times and a duration: always combined.
+    let completed = ctx
+        .create_in("skip-completed", &["Running", "Completed"])
+        .await?;
+    merge_status(&ctl, &completed, progress.clone()).await?;
+    // A cleared block.
+    let cleared = ctx.create_in("skip-cleared", &["Failed"]).await?;
+    merge_status(&ctl, &cleared, progress).await?;
+    merge_status(
+        &ctx.operator(),
+        &cleared,
+        json!({"blockClearance": {"clearReason": CLEAR_REASON, "clearMethod": "StatusField"}}),
+    )
+    .await?;
+    Ok(vec![running, failed, completed, cleared])
+}
+
+/// Changes a controller makes on every progress report, which combining keeps as sent.
+const BENIGN: &[usize] = &[0, 1, 2, 3, 4, 5];
+const CHANGES: usize = 27;
+
+/// Applies change `which` to `s`; returns what it did, for the failure message.
+fn change(s: &mut Status, which: usize, rng: &mut Rng) -> String {
+    let n = rng.below(1000);
+    let conditions_len = s
+        .get("conditions")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let i = rng.below(conditions_len.max(1));
+    let j = rng.below(conditions_len.max(1));
+    let mut condition = |f: &mut dyn FnMut(&mut Value)| {
+        if let Some(c) = s.get_mut("conditions").and_then(|c| c.get_mut(i))
+            && c.is_object()
+        {
+            f(c);
+        }
+    };
+    let what = match which {
+        0 => {
+            s.insert(
+                "executionStatus".into(),
+                json!({"status": "Unknown", "reason": "Running",
+                "message": format!("report {n}"), "completedTasks": n % 4, "totalTasks": 3}),
+            );
+            "executionStatus"
+        }
+        1 => {
+            s.insert("observedGeneration".into(), json!(n % 5));
+            "observedGeneration"
+        }
+        2 => {
+            s.insert("executionRef".into(), json!({"name": format!("pr-{n}")}));
+            "executionRef"
+        }
+        3 => {
+            condition(&mut |c| c["message"] = json!(format!("report {n}")));
+            "condition message"
+        }
+        4 => {
+            condition(&mut |c| c["reason"] = json!(format!("Reason{n}")));
+            "condition reason"
+        }
+        5 => {
+            condition(&mut |c| c["observedGeneration"] = json!(n % 5));
+            "condition observedGeneration"
+        }
+        6 => {
+            let to = *rng.pick(&["True", "False", "Unknown"]);
+            condition(&mut |c| c["status"] = json!(to));
+            "condition status"
+        }
+        7 => {
+            condition(&mut |c| c["lastTransitionTime"] = json!(time::format(Timestamp::now())));
+            "condition lastTransitionTime"
+        }
+        8 => {
+            condition(&mut |c| {
+                c.as_object_mut().map(|c| c.remove("lastTransitionTime"));
+            });
+            "condition without lastTransitionTime"
+        }
+        9 => {
+            if let Some(Value::Array(list)) = s.get_mut("conditions") {
+                list.swap(i, j);
+            }
+            "conditions reordered"
+        }
+        10 => {
+            if let Some(Value::Array(list)) = s.get_mut("conditions") {
+                list.remove(i);
+            }
+            "condition removed"
+        }
+        11 => {
+            let t = *rng.pick(&["ExecutionComplete", "AdmissionRejected", "AnotherProbe"]);
+            if let Some(Value::Array(list)) = s.get_mut("conditions") {
+                list.push(json!({"type": t, "status": "True", "reason": "Added"}));
+            }
+            "condition added"
+        }
+        12 => {
+            if let Some(Value::Array(list)) = s.get_mut("conditions")
+                && let Some(c) = list.get(i).cloned()
+            {
+                list.push(c);
+            }
+            "condition type twice"
+        }
+        13 => {
+            let to = *rng.pick(&["Pending", "Running", "Completed", "Failed"]);
+            s.insert("phase".into(), json!(to));
+            "phase"
+        }
+        14 => {
+            s.insert("ephemeralCredentialIDs".into(), json!([n]));
+            "ephemeralCredentialIDs (the executor's)"
+        }
+        15 => {
+            let keys: Vec<String> = s.keys().cloned().collect();
+            if !keys.is_empty() {
+                s.remove(rng.pick(&keys));
+            }
+            "a field left out"
+        }
+        16 => {
+            let keys: Vec<String> = s.keys().cloned().collect();
+            if !keys.is_empty() {
+                s.insert(rng.pick(&keys).clone(), Value::Null);
+            }
+            "a field null"
+        }
+        17 => {
+            s.insert("startTime".into(), json!(time::format(Timestamp::now())));
+            "startTime"
+        }
+        18 => {
+            s.insert(
+                "completionTime".into(),
+                json!(time::format(Timestamp::now())),
+            );
+            "completionTime"
+        }
+        19 => {
+            s.insert("duration".into(), json!(format!("{n}s")));
+            "duration"
+        }
+        20 => {
+            s.insert("failureReason".into(), json!("OOMKilled"));
+            "failureReason"
+        }
+        21 => {
+            s.insert("failureDetails".into(), failure_details("DeadlineExceeded"));
+            "failureDetails"
+        }
+        22 => {
+            s.insert(
+                "blockClearance".into(),
+                json!({"clearedBy": "controller",
+                "clearReason": CLEAR_REASON, "clearMethod": "StatusField"}),
+            );
+            "blockClearance"
+        }
+        23 => {
+            s.insert("deduplicatedBy".into(), json!(format!("wfe-{n}")));
+            "deduplicatedBy"
+        }
+        24 => {
+            s.insert("conditions".into(), json!("not a list"));
+            "conditions not a list"
+        }
+        25 => {
+            let broken = if n.is_multiple_of(2) {
+                json!("x")
+            } else {
+                json!({"type": n})
+            };
+            condition(&mut |c| *c = broken.clone());
+            "a condition not an object with a string type"
+        }
+        _ => {
+            s.insert("executionStatus".into(), json!(*rng.pick(&["text", "1"])));
+            "executionStatus of another type"
+        }
+    };
+    what.to_string()
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    skipped: usize,
+    skipped_refused: usize,
+    called: usize,
+}
+
+pub async fn mutate_only_when_combining_may_change(ctx: Arc<Ctx>) -> Result<()> {
+    let ctl = ctx.controller();
+    let names = stored_objects(&ctx).await?;
+    let running = &names[0];
+
+    // The same status again, and a progress report: no call.
+    let (same, m, _) = counted(&ctx, put_status(&ctl, running, |_| {})).await;
+    same.context("the same status again")?;
+    ensure!(m == 0, "an unchanged write reached /mutate {m} times");
+    let mut rng = Rng(1);
+    let (report, m, _) = counted(
+        &ctx,
+        put_status(&ctl, running, |s| {
+            change(s, 0, &mut rng);
+            change(s, 3, &mut rng);
+        }),
+    )
+    .await;
+    report.context("a progress report")?;
+    ensure!(m == 0, "a progress report reached /mutate {m} times");
+    // What needs combining still reaches it: the executor's field left out is put back, and
+    // the same report by another writer is combined.
+    let (dropped, m, _) = counted(
+        &ctx,
+        put_status(&ctl, running, |s| {
+            s.remove("ephemeralCredentialIDs");
+        }),
+    )
+    .await;
+    let (dropped, _) = dropped.context("a write without the executor's field")?;
+    ensure!(
+        m >= 1,
+        "a write that drops the executor's field skipped /mutate"
+    );
+    ensure!(
+        status_of(&dropped).get("ephemeralCredentialIDs") == Some(&json!([11, 12])),
+        "the executor's field was lost: {:?}",
+        status_of(&dropped)
+    );
+    let mut rng = Rng(2);
+    let (other, m, _) = counted(
+        &ctx,
+        put_status(&ctx.executor(), running, |s| {
+            change(s, 0, &mut rng);
+        }),
+    )
+    .await;
+    other.context("the executor's progress report")?;
+    ensure!(m >= 1, "the executor's write skipped /mutate");
+
+    random_writes(&ctx, &names).await
+}
+
+async fn random_writes(ctx: &Ctx, names: &[String]) -> Result<()> {
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let policy = ctx.webhook.policy.load();
+    let controller = policy.writer(&ctx.users.controller, &[]);
+    let writers: [(&str, Api<DynamicObject>); 3] = [
+        ("controller", ctx.controller()),
+        ("executor", ctx.executor()),
+        ("operator", ctx.operator()),
+    ];
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let admin = &ctx.clients.admin;
+    let before = apiserver_metrics(admin).await;
+    let mut tally = Tally::default();
+    let mut stored = Vec::new();
+    for name in names {
+        stored.push(ctx.stored(name).await?);
+    }
+    for i in 0..WRITES {
+        let object = rng.pick(&stored).clone();
+        // Mostly the controller, whose writes the condition may skip.
+        let (who, api) = &writers[if rng.below(10) < 8 {
+            0
+        } else {
+            1 + rng.below(2)
+        }];
+        let mut status = status_of(&object);
+        let mut done = Vec::new();
+        for _ in 0..rng.below(4) {
+            let which = if rng.below(2) == 0 {
+                *rng.pick(BENIGN)
+            } else {
+                rng.below(CHANGES)
+            };
+            done.push(change(&mut status, which, &mut rng));
+        }
+        let mut sent = object.clone();
+        sent.data["status"] = Value::Object(status);
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let (answer, m, _) = counted(ctx, api.replace_status(&name, &dry_run, &sent)).await;
+        let what = || format!("seed {seed}, write {i} by the {who} to {name} ({done:?})");
+        if m > 0 {
+            tally.called += 1;
+            continue;
+        }
+        ensure!(*who == "controller", "{}: skipped /mutate", what());
+        let Ok(written) = answer else {
+            // Refused after /mutate (the schema): nothing was stored to get wrong.
+            tally.skipped_refused += 1;
+            continue;
+        };
+        tally.skipped += 1;
+        let (old, new) = (status_of(&object), status_of(&written));
+        let combined = combine(
+            &policy,
+            Some(&old),
+            Some(&new),
+            controller,
+            Timestamp::now(),
+        );
+        ensure!(
+            combined.status == new
+                && combined.warnings.is_empty()
+                && combined.corrections.is_empty()
+                && combined.denial.is_none(),
+            "{}: skipped /mutate, but combining would have changed it:\nstored {}\nwritten {}\ncombined {:?}",
+            what(),
+            Value::Object(old),
+            Value::Object(new),
+            combined
+        );
+    }
+    let after = apiserver_metrics(admin).await;
+    let scrapes = Scrapes {
+        before: &before,
+        after: &after,
+    };
+    let errors = scrapes.grew(
+        "apiserver_admission_match_condition_evaluation_errors_total",
+        "",
+    );
+    let exclusions = scrapes.grew(
+        "apiserver_admission_match_condition_exclusions_total",
+        "type=\"admit\"",
+    );
+    eprintln!("mutate_condition: seed {seed}: {tally:?}, API server exclusions {exclusions}");
+    ensure!(
+        errors == 0.0,
+        "seed {seed}: {errors} match condition evaluation errors"
+    );
+    // Not vacuous: both outcomes happen, and the API server counted the skips it made (and
+    // more: after /mutate patches a write, the reinvocation round finds nothing to combine).
+    ensure!(
+        tally.skipped >= WRITES / 10 && tally.called >= WRITES / 10,
+        "seed {seed}: {tally:?}"
+    );
+    ensure!(
+        exclusions >= (tally.skipped + tally.skipped_refused) as f64,
+        "seed {seed}: the API server counted {exclusions} exclusions for {tally:?}"
+    );
+    Ok(())
+}

@@ -45,9 +45,9 @@ pub fn validate_match_condition(config: &Config) -> String {
 /// - both statuses are objects with the same keys;
 /// - a key differs only if the controller owns it and it is none of the phase, the conditions,
 ///   the clearance, a write-once field or a derived field (ownership, write-once, clearance);
-/// - the conditions are lists of objects with a string `type`, each type once, with the same
-///   type, `status` and `lastTransitionTime` (present or not) in the same order, and entries of
-///   types the controller does not own are unchanged (conditions);
+/// - the conditions are lists of objects with a string `type`, each type once, and each entry is
+///   the stored one at its index, or (for a type the controller owns) has the same type, `status`
+///   and `lastTransitionTime` (present or not) as it (conditions);
 /// - no `completionTime` beside a `startTime` (the duration is then never recomputed), and
 ///   `failureReason` already mirrors `failureDetails.reason` (derived fields).
 ///
@@ -121,9 +121,21 @@ pub fn mutate_match_condition(config: &Config) -> Option<String> {
     let (new, old) = ("object.status", "oldObject.status");
     let c = cel_string(conditions);
     let (nc, oc) = (format!("{new}[{c}]"), format!("{old}[{c}]"));
-    let typed = "type(c) == map && 'type' in c && type(c['type']) == string";
-    let projection = "c.map(c, [[c['type']], 'status' in c ? [c['status']] : [], \
-                      'lastTransitionTime' in c ? [c['lastTransitionTime']] : []])";
+    // Index by index: the stored entry is the same, or (a controller type) differs only in
+    // what combining keeps from the writer. `o == c` first: deep equality runs in Go, and
+    // most entries of a progress write are unchanged.
+    let o = format!("{oc}[i]");
+    let same = |key: &str| {
+        format!("('{key}' in c ? '{key}' in {o} && {o}['{key}'] == c['{key}'] : !('{key}' in {o}))")
+    };
+    let entries = format!(
+        "{nc}.all(i, c, type(c) == map && 'type' in c && type(c['type']) == string && \
+         ({o} == c || (type({o}) == map && 'type' in {o} && {o}['type'] == c['type'] && \
+         {status} && {ltt} && ({type_owned}))))",
+        status = same("status"),
+        ltt = same("lastTransitionTime"),
+    );
+    let unique = format!("{nc}.all(i, c, {nc}.all(j, d, j <= i || d['type'] != c['type']))");
     let (start, completion) = (cel_string(&d.start_time), cel_string(&d.completion_time));
     let (fd, fdr, fr) = (
         cel_string(&d.failure_details),
@@ -137,17 +149,12 @@ pub fn mutate_match_condition(config: &Config) -> Option<String> {
          {new}.all(k, k in {old} && (k == {c} || \
          (type({new}[k]) == type({old}[k]) && {new}[k] == {old}[k]) || {key_may_differ})) && \
          (!({c} in {new}) || ({c} in {old} && type({nc}) == list && type({oc}) == list && \
-         {oc}.all(c, {typed}) && \
-         {nc}.all(c, {typed} && {nc}.exists_one(x, type(x) == map && 'type' in x && x['type'] == c['type'])) && \
-         {nc_projection} == {oc_projection} && \
-         {nc}.all(c, {type_owned} || {oc}.exists(o, o == c)))) && \
+         size({nc}) == size({oc}) && {entries} && {unique})) && \
          !({start} in {new} && {completion} in {new}) && \
          (!({fd} in {new}) || type({new}[{fd}]) != map || !({fdr} in {new}[{fd}]) || \
          type({new}[{fd}][{fdr}]) != string || \
          ({fr} in {new} && type({new}[{fr}]) == string && {new}[{fr}] == {new}[{fd}][{fdr}])))",
         who = who.join(" || "),
-        nc_projection = projection.replacen("c.map", &format!("{nc}.map"), 1),
-        oc_projection = projection.replacen("c.map", &format!("{oc}.map"), 1),
     ))
 }
 

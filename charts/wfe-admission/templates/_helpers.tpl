@@ -244,8 +244,8 @@ request.operation == 'UPDATE' && has(object.status) && !(type(object.status) == 
 {{/*
 The mutating webhook's built-in match condition: skip a write by the controller (its user
 patterns or groups) that combining provably leaves as sent: same status keys, only plain
-controller fields changed, conditions with the same types, status and lastTransitionTime in the
-same order, derived fields already coherent. The same text as
+controller fields changed, each condition the stored one at its index or (a controller type)
+with the same type, status and lastTransitionTime, derived fields already coherent. The same text as
 `policy::match_conditions::mutate_match_condition`; the chart tests compare the two. Empty (no
 condition, every write combined) when the policy has no controller writer with users or
 groups, or when a key it depends on was removed from the values (the webhook would fall back
@@ -295,13 +295,18 @@ to its built-in default, which this template cannot see).
 {{- $c := include "wfe-admission.celString" $cf }}
 {{- $nc := printf "object.status[%s]" $c }}
 {{- $oc := printf "oldObject.status[%s]" $c }}
-{{- $typed := "type(c) == map && 'type' in c && type(c['type']) == string" }}
-{{- $proj := "map(c, [[c['type']], 'status' in c ? [c['status']] : [], 'lastTransitionTime' in c ? [c['lastTransitionTime']] : []])" }}
+{{- $o := printf "%s[i]" $oc }}
+{{- $same := list }}
+{{- range $key := list "status" "lastTransitionTime" }}
+{{- $same = append $same (printf "('%s' in c ? '%s' in %s && %s['%s'] == c['%s'] : !('%s' in %s))" $key $key $o $o $key $key $key $o) }}
+{{- end }}
+{{- $entries := printf "%s.all(i, c, type(c) == map && 'type' in c && type(c['type']) == string && (%s == c || (type(%s) == map && 'type' in %s && %s['type'] == c['type'] && %s && %s && (%s))))" $nc $o $o $o $o (index $same 0) (index $same 1) $typeOwned }}
+{{- $unique := printf "%s.all(i, c, %s.all(j, d, j <= i || d['type'] != c['type']))" $nc $nc }}
 {{- $start := include "wfe-admission.celString" $st }}
 {{- $end := include "wfe-admission.celString" $ct }}
 {{- $fdq := include "wfe-admission.celString" $fd }}
 {{- $fdrq := include "wfe-admission.celString" $fdr }}
 {{- $frq := include "wfe-admission.celString" $fr -}}
-!(request.operation == 'UPDATE' && ({{ join " || " $who }}) && has(object.status) && type(object.status) == map && has(oldObject.status) && type(oldObject.status) == map && size(object.status) == size(oldObject.status) && object.status.all(k, k in oldObject.status && (k == {{ $c }} || (type(object.status[k]) == type(oldObject.status[k]) && object.status[k] == oldObject.status[k]) || {{ $keyMay }})) && (!({{ $c }} in object.status) || ({{ $c }} in oldObject.status && type({{ $nc }}) == list && type({{ $oc }}) == list && {{ $oc }}.all(c, {{ $typed }}) && {{ $nc }}.all(c, {{ $typed }} && {{ $nc }}.exists_one(x, type(x) == map && 'type' in x && x['type'] == c['type'])) && {{ $nc }}.{{ $proj }} == {{ $oc }}.{{ $proj }} && {{ $nc }}.all(c, {{ $typeOwned }} || {{ $oc }}.exists(o, o == c)))) && !({{ $start }} in object.status && {{ $end }} in object.status) && (!({{ $fdq }} in object.status) || type(object.status[{{ $fdq }}]) != map || !({{ $fdrq }} in object.status[{{ $fdq }}]) || type(object.status[{{ $fdq }}][{{ $fdrq }}]) != string || ({{ $frq }} in object.status && type(object.status[{{ $frq }}]) == string && object.status[{{ $frq }}] == object.status[{{ $fdq }}][{{ $fdrq }}])))
+!(request.operation == 'UPDATE' && ({{ join " || " $who }}) && has(object.status) && type(object.status) == map && has(oldObject.status) && type(oldObject.status) == map && size(object.status) == size(oldObject.status) && object.status.all(k, k in oldObject.status && (k == {{ $c }} || (type(object.status[k]) == type(oldObject.status[k]) && object.status[k] == oldObject.status[k]) || {{ $keyMay }})) && (!({{ $c }} in object.status) || ({{ $c }} in oldObject.status && type({{ $nc }}) == list && type({{ $oc }}) == list && size({{ $nc }}) == size({{ $oc }}) && {{ $entries }} && {{ $unique }})) && !({{ $start }} in object.status && {{ $end }} in object.status) && (!({{ $fdq }} in object.status) || type(object.status[{{ $fdq }}]) != map || !({{ $fdrq }} in object.status[{{ $fdq }}]) || type(object.status[{{ $fdq }}][{{ $fdrq }}]) != string || ({{ $frq }} in object.status && type(object.status[{{ $frq }}]) == string && object.status[{{ $frq }}] == object.status[{{ $fdq }}][{{ $fdrq }}])))
 {{- end }}
 {{- end }}

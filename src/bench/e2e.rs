@@ -93,22 +93,28 @@ impl ControlPlane {
 pub enum Mode {
     None,
     Cel,
+    /// Our two webhooks as the chart installs them, each with its match condition: the
+    /// progress write reaches neither.
     Webhooks,
-    /// (c) as it was before the validating webhook had its match condition: every status
-    /// update calls both webhooks. Measured beside (c) to show what the condition buys.
+    /// (c) without any match condition: every status update calls both webhooks. Measured
+    /// beside (c) to show what the conditions buy.
     WebhooksAlways,
     /// One mutating webhook, registered like ours, that only echoes the request's uid: what
-    /// any webhook costs the API server, the floor under (c) in the same run.
+    /// any webhook costs the API server, the floor under a write that reaches /mutate.
     Floor,
+    /// (c) without the mutating match condition: the progress write reaches /mutate, as any
+    /// write that needs combining does.
+    MutateAlways,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 6] = [
         Mode::None,
         Mode::Cel,
         Mode::Webhooks,
         Mode::WebhooksAlways,
         Mode::Floor,
+        Mode::MutateAlways,
     ];
 
     pub fn label(self) -> &'static str {
@@ -116,8 +122,9 @@ impl Mode {
             Mode::None => "(a) no admission",
             Mode::Cel => "(b) CRD CEL transition rule",
             Mode::Webhooks => "(c) wfe-admission webhooks",
-            Mode::WebhooksAlways => "(d) = (c) without the validating match condition",
+            Mode::WebhooksAlways => "(d) = (c) without the match conditions",
             Mode::Floor => "(e) a mutating webhook that only echoes the uid",
+            Mode::MutateAlways => "(f) = (c) without the mutating match condition",
         }
     }
 
@@ -128,6 +135,7 @@ impl Mode {
             Mode::Webhooks => "kubernaut.ai",
             Mode::WebhooksAlways => "always.bench.kubernaut.ai",
             Mode::Floor => "floor.bench.kubernaut.ai",
+            Mode::MutateAlways => "mutate.bench.kubernaut.ai",
         }
     }
 
@@ -397,7 +405,7 @@ pub async fn check_cel_rule(controller: &Client, object: &DynamicObject) -> anyh
     }
 }
 
-/// Registers our webhooks for (c) and (d) at `https://127.0.0.1:port` and (e)'s at
+/// Registers our webhooks for (c), (d) and (f) at `https://127.0.0.1:port` and (e)'s at
 /// `echo_port`, then waits until the API server calls ours (an illegal dry-run move is denied).
 pub async fn register_webhooks(
     admin: &Client,
@@ -416,20 +424,39 @@ pub async fn register_webhooks(
                 "operations": ["UPDATE"], "resources": ["workflowexecutions/status"], "scope": "Namespaced"}]})
     };
     let (mut mutating, mut validating) = (Vec::new(), Vec::new());
-    for mode in [Mode::Webhooks, Mode::WebhooksAlways, Mode::Floor] {
+    let config = webhook_config();
+    // The chart's conditions: its own account skips /mutate; /mutate only for writes combining
+    // may change; /validate only for updates it may deny.
+    let mutate_conditions = json!([
+        {"name": "not-wfe-admission-itself",
+            "expression": "request.userInfo.username != 'system:serviceaccount:wfe-system:wfe-admission'"},
+        {"name": match_conditions::MUTATE_MATCH_CONDITION,
+            "expression": match_conditions::mutate_match_condition(&config)
+                .context("the bench policy has no controller to recognise")?}]);
+    let validate_conditions = json!([{"name": match_conditions::VALIDATE_MATCH_CONDITION,
+        "expression": match_conditions::validate_match_condition(&config)}]);
+    for mode in [
+        Mode::Webhooks,
+        Mode::WebhooksAlways,
+        Mode::Floor,
+        Mode::MutateAlways,
+    ] {
         for (path, name) in hooks(mode) {
             let mut h = hook(path, name, mode);
-            if path != "/validate" {
+            let conditions = match (mode, path) {
+                (Mode::Webhooks, "/mutate") => Some(&mutate_conditions),
+                (Mode::Webhooks | Mode::MutateAlways, "/validate") => Some(&validate_conditions),
+                _ => None,
+            };
+            if let Some(c) = conditions {
+                h["matchConditions"] = c.clone();
+            }
+            if path == "/validate" {
+                validating.push(h);
+            } else {
                 h["reinvocationPolicy"] = json!("IfNeeded");
                 mutating.push(h);
-                continue;
             }
-            // (c) as the chart installs it: /validate only for updates it may deny.
-            if mode == Mode::Webhooks {
-                h["matchConditions"] = json!([{"name": match_conditions::VALIDATE_MATCH_CONDITION,
-                    "expression": match_conditions::validate_match_condition(&webhook_config())}]);
-            }
-            validating.push(h);
         }
     }
     for (kind, plural, webhooks) in [
@@ -518,16 +545,22 @@ pub fn hooks(mode: Mode) -> Vec<(&'static str, &'static str)> {
             ("/validate", "validate-always.wfe-admission.kubernaut.ai"),
         ],
         Mode::Floor => vec![("/echo", "echo.bench.kubernaut.ai")],
+        Mode::MutateAlways => vec![
+            ("/mutate", "mutate-f.wfe-admission.kubernaut.ai"),
+            ("/validate", "validate-f.wfe-admission.kubernaut.ai"),
+        ],
         Mode::None | Mode::Cel => Vec::new(),
     }
 }
 
-/// The policy of the in-process webhook: the default, also guarding (d)'s group.
+/// The policy of the in-process webhook: the default, also guarding (d)'s and (f)'s groups.
 pub fn webhook_config() -> Config {
     let mut config = Config::default();
-    let mut always = config.resource.clone();
-    always.group = Mode::WebhooksAlways.group().into();
-    config.extra_resources.push(always);
+    for mode in [Mode::WebhooksAlways, Mode::MutateAlways] {
+        let mut also = config.resource.clone();
+        also.group = mode.group().into();
+        config.extra_resources.push(also);
+    }
     config
 }
 

@@ -223,7 +223,7 @@ matchConditions:
 {{/*
 The validating webhook's built-in match condition: call it only when the update may be denied
 (a new or non-string phase, a changed blockClearance, a status that is not an object). The
-same text as `policy::review::validate_match_condition` in the webhook; the chart tests compare
+same text as `policy::match_conditions::validate_match_condition` in the webhook; the chart tests compare
 the two. The field names are the policy's (the values schema keeps the defaults today).
 */}}
 {{- define "wfe-admission.validateMatchCondition" -}}

@@ -7,6 +7,7 @@ pub mod certgen;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod match_sync;
 pub mod policy;
 pub mod selfcert;
 pub mod server;

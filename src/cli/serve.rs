@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use crate::certgen::{self, Validity};
 use crate::events::{self, EventOptions};
+use crate::match_sync;
 use crate::policy::Policy;
 use crate::selfcert::{self, SelfManagedOptions};
 use crate::server::files;
@@ -249,13 +250,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         );
     }
     let sink = event_sink(&args, &policy, &metrics).await;
-    let running = server::start(options, policy, metrics, sink)
+    let running = server::start(options, Arc::clone(&policy), metrics, sink)
         .await
         .map_err(|e| e.to_string())?;
     if let Some((client, manager, sm, material)) = self_managed {
         selfcert::inject_ca(&client, &sm, &manager, &material.ca_bundle)
             .await
             .map_err(|e| format!("cannot inject the CA bundle: {e}"))?;
+        match_sync::spawn(client.clone(), sm.clone(), manager.clone(), policy);
         selfcert::spawn_rotation(client, sm, Arc::clone(&running.certs), manager);
     }
     if args.dev {

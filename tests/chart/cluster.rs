@@ -27,6 +27,11 @@ use crate::helm::{Helm, Manifests, chart_dir, path_str, repo};
 use crate::render::{merged, mode_values};
 use crate::{Case, Ctx};
 use wfe_admission::bench::control_plane::{self, ControlPlane};
+use wfe_admission::config::Config;
+use wfe_admission::policy::match_conditions::{
+    MUTATE_MATCH_CONDITION, VALIDATE_MATCH_CONDITION, mutate_match_condition,
+    validate_match_condition,
+};
 
 pub fn cases() -> Vec<Case> {
     macro_rules! case {
@@ -477,6 +482,44 @@ fn install_self_managed_mode_and_run_it_with_the_chart_rbac(ctx: &mut Ctx) {
     }
     // The served certificate is for the Service's DNS name and chains to the injected bundle.
     tls_handshake(cluster, port, "wfe-admission.wfe-chart.svc", &bundle);
+
+    // The built-in match conditions follow the policy the webhook serves: a hand edit that
+    // gives executionStatus to the executor reaches the mutating condition within seconds.
+    let builtin = |kind: &str, name: &str| {
+        let stored = cluster.stored(manifest.one(kind)).expect("stored");
+        stored["webhooks"][0]["matchConditions"]
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["name"] == name))
+            .map(|c| c["expression"].clone())
+    };
+    let mut edited = Config::from_yaml(&stored_policy(cluster)).expect("the stored policy");
+    edited
+        .fields
+        .insert("executionStatus".into(), vec!["executor".into()]);
+    let expected = json!(mutate_match_condition(&edited).expect("a controller"));
+    let (mutating, validating) = (
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    );
+    assert_ne!(
+        builtin(mutating, MUTATE_MATCH_CONDITION),
+        Some(expected.clone())
+    );
+    // YAML is a superset of JSON.
+    std::fs::write(&policy, serde_json::to_string(&edited).expect("json")).expect("write policy");
+    poll(
+        "the mutating condition to follow the edited policy",
+        20,
+        || (builtin(mutating, MUTATE_MATCH_CONDITION) == Some(expected.clone())).then_some(()),
+    );
+    assert_eq!(
+        builtin(validating, VALIDATE_MATCH_CONDITION),
+        Some(json!(validate_match_condition(&edited)))
+    );
+    assert!(
+        builtin(mutating, "not-wfe-admission-itself").is_some(),
+        "the own-account exclusion was dropped"
+    );
 
     // An upgrade keeps the caBundle the webhook wrote (the chart never sets the field).
     release.upgrade(&["--set", "webhook.timeoutSeconds=5"]);

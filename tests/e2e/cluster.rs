@@ -41,11 +41,20 @@ pub fn client(url: &str, ca_file: &str, token: &str) -> Result<Client> {
     Client::try_from(config).context("cannot build a kube client")
 }
 
+/// A copy of the CRD whose conditions are a plain list, not `x-kubernetes-list-type: map`: a
+/// stored status there may list a condition type twice (guarded through the policy's
+/// `extraResources`).
+pub const LOOSE_GROUP: &str = "loose.kubernaut.ai";
+
 pub fn wfe_resource() -> ApiResource {
+    resource_in("kubernaut.ai")
+}
+
+pub fn resource_in(group: &str) -> ApiResource {
     ApiResource {
-        group: "kubernaut.ai".into(),
+        group: group.into(),
         version: "v1alpha1".into(),
-        api_version: "kubernaut.ai/v1alpha1".into(),
+        api_version: format!("{group}/v1alpha1"),
         kind: "WorkflowExecution".into(),
         plural: "workflowexecutions".into(),
     }
@@ -68,25 +77,56 @@ pub async fn create_namespace(admin: &Client, name: &str) -> Result<()> {
 }
 
 /// Installs tests/e2e/manifests/crd.yaml and waits until it is Established.
+/// Installs the CRD and its loose copy (`LOOSE_GROUP`).
 pub async fn install_crd(admin: &Client) -> Result<()> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/manifests/crd.yaml");
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
     let value: Value = serde_saphyr::from_str(&text).context(path)?;
-    let crd: CustomResourceDefinition = serde_json::from_value(value)?;
-    let name = crd.metadata.name.clone().context("the CRD has no name")?;
-    Api::<CustomResourceDefinition>::all(admin.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-        .context("cannot create the CRD")?;
-    wfe_admission::bench::control_plane::wait_established(admin, &name, Duration::from_secs(30))
-        .await
+    let mut loose = value.clone();
+    loose["metadata"]["name"] = json!(format!("workflowexecutions.{LOOSE_GROUP}"));
+    loose["spec"]["group"] = json!(LOOSE_GROUP);
+    for version in loose["spec"]["versions"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        let status = &mut version["schema"]["openAPIV3Schema"]["properties"]["status"];
+        if let Some(conditions) = status["properties"]["conditions"].as_object_mut() {
+            conditions.remove("x-kubernetes-list-type");
+            conditions.remove("x-kubernetes-list-map-keys");
+        }
+    }
+    for crd in [value, loose] {
+        let crd: CustomResourceDefinition = serde_json::from_value(crd)?;
+        let name = crd.metadata.name.clone().context("the CRD has no name")?;
+        Api::<CustomResourceDefinition>::all(admin.clone())
+            .create(&PostParams::default(), &crd)
+            .await
+            .with_context(|| format!("cannot create the CRD {name}"))?;
+        wfe_admission::bench::control_plane::wait_established(
+            admin,
+            &name,
+            Duration::from_secs(30),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// A WorkflowExecution as the orchestrator creates it (no status), as the admin. Retries the
 /// moment after the CRD is established when the new resource can still answer 404.
 pub async fn create_wfe(admin: &Client, ns: &str, name: &str) -> Result<DynamicObject> {
+    create_wfe_in(admin, ns, name, "kubernaut.ai").await
+}
+
+pub async fn create_wfe_in(
+    admin: &Client,
+    ns: &str,
+    name: &str,
+    group: &str,
+) -> Result<DynamicObject> {
     let object: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "kubernaut.ai/v1alpha1",
+        "apiVersion": format!("{group}/v1alpha1"),
         "kind": "WorkflowExecution",
         "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/part-of": "wfe-admission-e2e"}},
         "spec": {
@@ -100,9 +140,9 @@ pub async fn create_wfe(admin: &Client, ns: &str, name: &str) -> Result<DynamicO
             "targetResource": format!("{ns}/Deployment/web")
         }
     }))?;
-    let api = wfe_api(admin, ns);
+    let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), ns, &resource_in(group));
     eventually(
-        &format!("creating WorkflowExecution {ns}/{name}"),
+        &format!("creating WorkflowExecution {ns}/{name} in {group}"),
         Duration::from_secs(20),
         || {
             let api = api.clone();

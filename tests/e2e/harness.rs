@@ -173,6 +173,7 @@ async fn setup(plane: &ControlPlane) -> Result<Ctx> {
         .await
         .map_err(|e| format!("preparing the repair fixture failed: {e:#}"));
     prepare_probes(&clients.admin).await?;
+    scenarios::mutate_condition::prepare(&clients.admin).await?;
 
     let webhook = Webhook::start(clients.webhook.clone()).await?;
     webhook.register(&clients.admin).await?;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::LOOSE_GROUP;
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use base64::Engine as _;
@@ -28,9 +29,13 @@ use wfe_admission::status::StatusManager;
 pub const CONFIG_NAME: &str = "wfe-admission-e2e";
 pub const EXECUTOR: &str = "system:serviceaccount:*:workflowexecution-executor";
 
-/// The policy under test: the defaults, with the executor as its own identity.
+/// The policy under test: the defaults, with the executor as its own identity, also guarding
+/// the loose copy of the CRD.
 pub fn policy() -> Result<Policy> {
     let mut config = Config::default();
+    let mut loose = config.resource.clone();
+    loose.group = LOOSE_GROUP.into();
+    config.extra_resources.push(loose);
     config
         .writers
         .get_mut(wfe_admission::config::EXECUTOR)
@@ -134,7 +139,7 @@ impl Webhook {
                 "clientConfig": {"url": format!("https://{}/{path}", self.addr), "caBundle": ca},
                 "rules": [{
                     "operations": ["UPDATE"],
-                    "apiGroups": ["kubernaut.ai"],
+                    "apiGroups": ["kubernaut.ai", LOOSE_GROUP],
                     "apiVersions": ["*"],
                     "resources": ["workflowexecutions/status"],
                     "scope": "Namespaced"

@@ -7,7 +7,7 @@ mod lifecycle;
 mod manager;
 mod match_condition;
 mod merging;
-mod mutate_condition;
+pub mod mutate_condition;
 pub mod repair;
 mod webhook_down;
 

@@ -4,7 +4,8 @@
 //! /mutate.
 //!
 //! Random writes (a seeded mix of changes, benign and not, by the controller and by others) go in
-//! as dry runs against four stored objects. For each one the API server decides whether to call
+//! as dry runs against five stored objects, one of them in a copy of the CRD whose stored
+//! conditions list a type twice. For each one the API server decides whether to call
 //! /mutate; for each it skipped, `combine` is run here on the stored status and the status the
 //! API server would have stored, and must change nothing and say nothing. `WFE_E2E_SEED` replays
 //! a run.
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
 use jiff::Timestamp;
+use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
@@ -22,8 +24,10 @@ use wfe_admission::policy::time;
 
 use super::match_condition::counted;
 use super::{CLEAR_REASON, failure_details};
-use crate::cluster::{Status, merge_status, put_status, status_of};
-use crate::harness::Ctx;
+use crate::cluster::{
+    LOOSE_GROUP, Status, create_wfe_in, merge_status, put_status, resource_in, status_of,
+};
+use crate::harness::{Ctx, NS};
 
 /// Random writes per run: about 2 s of dry runs.
 const WRITES: usize = 300;
@@ -51,6 +55,32 @@ fn seed() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| Timestamp::now().as_nanosecond() as u64 | 1)
+}
+
+/// Name of the loose-CRD object whose stored conditions list a type twice.
+const DUPLICATES: &str = "loose-duplicates";
+
+/// Before the webhooks exist: a status that lists condition types twice, which only a CRD
+/// without `x-kubernetes-list-type: map` stores and only a write around the webhook produces.
+pub async fn prepare(admin: &Client) -> Result<()> {
+    create_wfe_in(admin, NS, DUPLICATES, LOOSE_GROUP).await?;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), NS, &resource_in(LOOSE_GROUP));
+    put_status(&api, DUPLICATES, |s| {
+        s.insert("phase".into(), json!("Running"));
+        s.insert("executionStatus".into(), json!({"status": "Unknown", "message": "started"}));
+        s.insert(
+            "conditions".into(),
+            json!([
+                {"type": "Ready", "status": "False", "reason": "Running", "message": "first"},
+                {"type": "ExecutionRunning", "status": "True", "reason": "Running", "message": "one"},
+                {"type": "Ready", "status": "False", "reason": "Running", "message": "second"},
+            ]),
+        );
+    })
+    .await
+    .context("cannot write the loose object's status")?;
+    Ok(())
 }
 
 /// Objects with the shapes the condition must tell apart.
@@ -325,18 +355,60 @@ pub async fn mutate_only_when_combining_may_change(ctx: Arc<Ctx>) -> Result<()> 
     other.context("the executor's progress report")?;
     ensure!(m >= 1, "the executor's write skipped /mutate");
 
-    random_writes(&ctx, &names).await
+    // A stored list with a type twice: combining keeps the later entry as stored, so even a
+    // write that changes nothing else is combined, and a change to that entry is put back.
+    let loose = Api::namespaced_with(
+        ctx.clients.controller.clone(),
+        NS,
+        &resource_in(LOOSE_GROUP),
+    );
+    let mut rng = Rng(3);
+    let (report, m, _) = counted(
+        &ctx,
+        put_status(&loose, DUPLICATES, |s| {
+            change(s, 0, &mut rng);
+        }),
+    )
+    .await;
+    report.context("a progress report beside a duplicated type")?;
+    ensure!(
+        m >= 1,
+        "a write beside a duplicated condition type skipped /mutate"
+    );
+    let (second, m, _) = counted(
+        &ctx,
+        put_status(&loose, DUPLICATES, |s| {
+            s["conditions"][2]["message"] = json!("changed");
+        }),
+    )
+    .await;
+    let (second, _) = second.context("a change to the duplicated entry")?;
+    ensure!(
+        m >= 1,
+        "a change to a duplicated condition type skipped /mutate"
+    );
+    ensure!(
+        status_of(&second)["conditions"][2]["message"] == json!("second"),
+        "the duplicated entry was not kept as stored: {:?}",
+        status_of(&second)
+    );
+
+    let mut objects: Vec<(&str, &str)> =
+        names.iter().map(|n| ("kubernaut.ai", n.as_str())).collect();
+    objects.push((LOOSE_GROUP, DUPLICATES));
+    random_writes(&ctx, &objects).await
 }
 
-async fn random_writes(ctx: &Ctx, names: &[String]) -> Result<()> {
+/// Random dry-run writes to `objects` (group, name).
+async fn random_writes(ctx: &Ctx, objects: &[(&str, &str)]) -> Result<()> {
     let seed = seed();
     let mut rng = Rng(seed);
     let policy = ctx.webhook.policy.load();
     let controller = policy.writer(&ctx.users.controller, &[]);
-    let writers: [(&str, Api<DynamicObject>); 3] = [
-        ("controller", ctx.controller()),
-        ("executor", ctx.executor()),
-        ("operator", ctx.operator()),
+    let writers: [(&str, &Client); 3] = [
+        ("controller", &ctx.clients.controller),
+        ("executor", &ctx.clients.executor),
+        ("operator", &ctx.clients.operator),
     ];
     let dry_run = PostParams {
         dry_run: true,
@@ -346,17 +418,21 @@ async fn random_writes(ctx: &Ctx, names: &[String]) -> Result<()> {
     let before = apiserver_metrics(admin).await;
     let mut tally = Tally::default();
     let mut stored = Vec::new();
-    for name in names {
-        stored.push(ctx.stored(name).await?);
+    for (group, name) in objects {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.clients.admin.clone(), NS, &resource_in(group));
+        stored.push((*group, api.get_status(name).await?));
     }
     for i in 0..WRITES {
-        let object = rng.pick(&stored).clone();
+        let (group, object) = rng.pick(&stored).clone();
         // Mostly the controller, whose writes the condition may skip.
-        let (who, api) = &writers[if rng.below(10) < 8 {
+        let writer = if rng.below(10) < 8 {
             0
         } else {
             1 + rng.below(2)
-        }];
+        };
+        let (who, client) = writers[writer];
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &resource_in(group));
         let mut status = status_of(&object);
         let mut done = Vec::new();
         for _ in 0..rng.below(4) {
@@ -371,12 +447,12 @@ async fn random_writes(ctx: &Ctx, names: &[String]) -> Result<()> {
         sent.data["status"] = Value::Object(status);
         let name = object.metadata.name.clone().unwrap_or_default();
         let (answer, m, _) = counted(ctx, api.replace_status(&name, &dry_run, &sent)).await;
-        let what = || format!("seed {seed}, write {i} by the {who} to {name} ({done:?})");
+        let what = || format!("seed {seed}, write {i} by the {who} to {group} {name} ({done:?})");
         if m > 0 {
             tally.called += 1;
             continue;
         }
-        ensure!(*who == "controller", "{}: skipped /mutate", what());
+        ensure!(who == "controller", "{}: skipped /mutate", what());
         let Ok(written) = answer else {
             // Refused after /mutate (the schema): nothing was stored to get wrong.
             tally.skipped_refused += 1;

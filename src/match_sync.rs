@@ -54,6 +54,18 @@ pub fn align(
     conditions.as_deref() != Some(before.as_slice())
 }
 
+/// The `matchConditions` of every webhook of a mutating or validating configuration (two
+/// types with the same shape).
+macro_rules! condition_lists {
+    ($c:expr) => {
+        $c.webhooks
+            .iter_mut()
+            .flatten()
+            .map(|w| &mut w.match_conditions)
+            .collect()
+    };
+}
+
 /// Rewrites the built-in conditions of the named configurations from `policy`. Returns how many
 /// configurations were written.
 pub async fn sync(
@@ -68,34 +80,16 @@ pub async fn sync(
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let mut written = 0;
     for name in &options.webhook_configurations {
-        if mutating.get_opt(name).await?.is_some() {
-            let outcome = manager
-                .update_object(&mutating, name, |c| {
-                    c.webhooks.iter_mut().flatten().fold(false, |changed, w| {
-                        align(
-                            &mut w.match_conditions,
-                            MUTATE_MATCH_CONDITION,
-                            mutate.as_deref(),
-                        ) | changed
-                    })
-                })
-                .await?;
-            written += usize::from(matches!(outcome, Outcome::Written { .. }));
-        }
-        if validating.get_opt(name).await?.is_some() {
-            let outcome = manager
-                .update_object(&validating, name, |c| {
-                    c.webhooks.iter_mut().flatten().fold(false, |changed, w| {
-                        align(
-                            &mut w.match_conditions,
-                            VALIDATE_MATCH_CONDITION,
-                            Some(&validate),
-                        ) | changed
-                    })
-                })
-                .await?;
-            written += usize::from(matches!(outcome, Outcome::Written { .. }));
-        }
+        let mutate = (MUTATE_MATCH_CONDITION, mutate.as_deref());
+        written +=
+            usize::from(align_in(manager, &mutating, name, mutate, |c| condition_lists!(c)).await?);
+        let validate = (VALIDATE_MATCH_CONDITION, Some(validate.as_str()));
+        written += usize::from(
+            align_in(manager, &validating, name, validate, |c| {
+                condition_lists!(c)
+            })
+            .await?,
+        );
     }
     if written > 0 {
         tracing::info!(
@@ -104,6 +98,31 @@ pub async fn sync(
         );
     }
     Ok(written)
+}
+
+/// Aligns the condition `(name, expected)` in every webhook of one configuration, when it
+/// exists; returns whether it was written.
+async fn align_in<K>(
+    manager: &StatusManager,
+    api: &Api<K>,
+    name: &str,
+    (condition, expected): (&str, Option<&str>),
+    lists: fn(&mut K) -> Vec<&mut Option<Vec<MatchCondition>>>,
+) -> Result<bool, SelfCertError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    if api.get_opt(name).await?.is_none() {
+        return Ok(false);
+    }
+    let outcome = manager
+        .update_object(api, name, |c| {
+            lists(c)
+                .into_iter()
+                .fold(false, |changed, l| align(l, condition, expected) | changed)
+        })
+        .await?;
+    Ok(matches!(outcome, Outcome::Written { .. }))
 }
 
 /// Syncs whenever the policy in `policy` is replaced (checked every second), at least every

@@ -132,6 +132,12 @@ async fn stored_objects(ctx: &Ctx) -> Result<Vec<String>> {
 const BENIGN: &[usize] = &[0, 1, 2, 3, 4, 5];
 const CHANGES: usize = 27;
 
+/// Sets `key`; returns its name.
+fn set(s: &mut Status, key: &'static str, value: Value) -> &'static str {
+    s.insert(key.into(), value);
+    key
+}
+
 /// Applies change `which` to `s`; returns what it did, for the failure message.
 fn change(s: &mut Status, which: usize, rng: &mut Rng) -> String {
     let n = rng.below(1000);
@@ -149,22 +155,13 @@ fn change(s: &mut Status, which: usize, rng: &mut Rng) -> String {
         }
     };
     let what = match which {
-        0 => {
-            s.insert(
-                "executionStatus".into(),
-                json!({"status": "Unknown", "reason": "Running",
-                "message": format!("report {n}"), "completedTasks": n % 4, "totalTasks": 3}),
-            );
-            "executionStatus"
-        }
-        1 => {
-            s.insert("observedGeneration".into(), json!(n % 5));
-            "observedGeneration"
-        }
-        2 => {
-            s.insert("executionRef".into(), json!({"name": format!("pr-{n}")}));
-            "executionRef"
-        }
+        0 => set(
+            s,
+            "executionStatus",
+            json!({"status": "Unknown", "reason": "Running", "message": format!("report {n}"), "completedTasks": n % 4, "totalTasks": 3}),
+        ),
+        1 => set(s, "observedGeneration", json!(n % 5)),
+        2 => set(s, "executionRef", json!({"name": format!("pr-{n}")})),
         3 => {
             condition(&mut |c| c["message"] = json!(format!("report {n}")));
             "condition message"
@@ -193,13 +190,17 @@ fn change(s: &mut Status, which: usize, rng: &mut Rng) -> String {
             "condition without lastTransitionTime"
         }
         9 => {
-            if let Some(Value::Array(list)) = s.get_mut("conditions") {
+            if let Some(Value::Array(list)) = s.get_mut("conditions")
+                && i.max(j) < list.len()
+            {
                 list.swap(i, j);
             }
             "conditions reordered"
         }
         10 => {
-            if let Some(Value::Array(list)) = s.get_mut("conditions") {
+            if let Some(Value::Array(list)) = s.get_mut("conditions")
+                && i < list.len()
+            {
                 list.remove(i);
             }
             "condition removed"
@@ -225,7 +226,7 @@ fn change(s: &mut Status, which: usize, rng: &mut Rng) -> String {
             "phase"
         }
         14 => {
-            s.insert("ephemeralCredentialIDs".into(), json!([n]));
+            set(s, "ephemeralCredentialIDs", json!([n]));
             "ephemeralCredentialIDs (the executor's)"
         }
         15 => {
@@ -242,43 +243,19 @@ fn change(s: &mut Status, which: usize, rng: &mut Rng) -> String {
             }
             "a field null"
         }
-        17 => {
-            s.insert("startTime".into(), json!(time::format(Timestamp::now())));
-            "startTime"
-        }
-        18 => {
-            s.insert(
-                "completionTime".into(),
-                json!(time::format(Timestamp::now())),
-            );
-            "completionTime"
-        }
-        19 => {
-            s.insert("duration".into(), json!(format!("{n}s")));
-            "duration"
-        }
-        20 => {
-            s.insert("failureReason".into(), json!("OOMKilled"));
-            "failureReason"
-        }
-        21 => {
-            s.insert("failureDetails".into(), failure_details("DeadlineExceeded"));
-            "failureDetails"
-        }
-        22 => {
-            s.insert(
-                "blockClearance".into(),
-                json!({"clearedBy": "controller",
-                "clearReason": CLEAR_REASON, "clearMethod": "StatusField"}),
-            );
-            "blockClearance"
-        }
-        23 => {
-            s.insert("deduplicatedBy".into(), json!(format!("wfe-{n}")));
-            "deduplicatedBy"
-        }
+        17 => set(s, "startTime", json!(time::format(Timestamp::now()))),
+        18 => set(s, "completionTime", json!(time::format(Timestamp::now()))),
+        19 => set(s, "duration", json!(format!("{n}s"))),
+        20 => set(s, "failureReason", json!("OOMKilled")),
+        21 => set(s, "failureDetails", failure_details("DeadlineExceeded")),
+        22 => set(
+            s,
+            "blockClearance",
+            json!({"clearedBy": "controller", "clearReason": CLEAR_REASON, "clearMethod": "StatusField"}),
+        ),
+        23 => set(s, "deduplicatedBy", json!(format!("wfe-{n}"))),
         24 => {
-            s.insert("conditions".into(), json!("not a list"));
+            set(s, "conditions", json!("not a list"));
             "conditions not a list"
         }
         25 => {
@@ -305,55 +282,55 @@ struct Tally {
     called: usize,
 }
 
+/// A PUT of `name`'s status through `api` after `change`: the stored status, and whether the
+/// write reached /mutate (as it must when `combined`, and must not otherwise).
+async fn put(
+    ctx: &Ctx,
+    api: &Api<DynamicObject>,
+    name: &str,
+    what: &str,
+    combined: bool,
+    mut change: impl FnMut(&mut Status) + Send,
+) -> Result<Status> {
+    let (stored, m, _) = counted(ctx, put_status(api, name, &mut change)).await;
+    let (stored, _) = stored.with_context(|| what.to_string())?;
+    ensure!(
+        (m > 0) == combined,
+        "{what}: /mutate called {m} times, expected {}",
+        if combined { "at least once" } else { "never" }
+    );
+    Ok(status_of(&stored))
+}
+
 pub async fn mutate_only_when_combining_may_change(ctx: Arc<Ctx>) -> Result<()> {
     let ctl = ctx.controller();
     let names = stored_objects(&ctx).await?;
     let running = &names[0];
+    let mut rng = Rng(1);
 
     // The same status again, and a progress report: no call.
-    let (same, m, _) = counted(&ctx, put_status(&ctl, running, |_| {})).await;
-    same.context("the same status again")?;
-    ensure!(m == 0, "an unchanged write reached /mutate {m} times");
-    let mut rng = Rng(1);
-    let (report, m, _) = counted(
-        &ctx,
-        put_status(&ctl, running, |s| {
-            change(s, 0, &mut rng);
-            change(s, 3, &mut rng);
-        }),
-    )
-    .await;
-    report.context("a progress report")?;
-    ensure!(m == 0, "a progress report reached /mutate {m} times");
+    put(&ctx, &ctl, running, "the same status again", false, |_| {}).await?;
+    put(&ctx, &ctl, running, "a progress report", false, |s| {
+        change(s, 0, &mut rng);
+        change(s, 3, &mut rng);
+    })
+    .await?;
     // What needs combining still reaches it: the executor's field left out is put back, and
     // the same report by another writer is combined.
-    let (dropped, m, _) = counted(
-        &ctx,
-        put_status(&ctl, running, |s| {
-            s.remove("ephemeralCredentialIDs");
-        }),
-    )
-    .await;
-    let (dropped, _) = dropped.context("a write without the executor's field")?;
+    let what = "a write without the executor's field";
+    let stored = put(&ctx, &ctl, running, what, true, |s| {
+        s.remove("ephemeralCredentialIDs");
+    })
+    .await?;
     ensure!(
-        m >= 1,
-        "a write that drops the executor's field skipped /mutate"
+        stored.get("ephemeralCredentialIDs") == Some(&json!([11, 12])),
+        "{what}: the field was lost: {stored:?}"
     );
-    ensure!(
-        status_of(&dropped).get("ephemeralCredentialIDs") == Some(&json!([11, 12])),
-        "the executor's field was lost: {:?}",
-        status_of(&dropped)
-    );
-    let mut rng = Rng(2);
-    let (other, m, _) = counted(
-        &ctx,
-        put_status(&ctx.executor(), running, |s| {
-            change(s, 0, &mut rng);
-        }),
-    )
-    .await;
-    other.context("the executor's progress report")?;
-    ensure!(m >= 1, "the executor's write skipped /mutate");
+    let what = "the executor's progress report";
+    put(&ctx, &ctx.executor(), running, what, true, |s| {
+        change(s, 0, &mut rng);
+    })
+    .await?;
 
     // A stored list with a type twice: combining keeps the later entry as stored, so even a
     // write that changes nothing else is combined, and a change to that entry is put back.
@@ -362,35 +339,19 @@ pub async fn mutate_only_when_combining_may_change(ctx: Arc<Ctx>) -> Result<()> 
         NS,
         &resource_in(LOOSE_GROUP),
     );
-    let mut rng = Rng(3);
-    let (report, m, _) = counted(
-        &ctx,
-        put_status(&loose, DUPLICATES, |s| {
-            change(s, 0, &mut rng);
-        }),
-    )
-    .await;
-    report.context("a progress report beside a duplicated type")?;
+    let what = "a progress report beside a duplicated condition type";
+    put(&ctx, &loose, DUPLICATES, what, true, |s| {
+        change(s, 0, &mut rng);
+    })
+    .await?;
+    let what = "a change to the duplicated entry";
+    let stored = put(&ctx, &loose, DUPLICATES, what, true, |s| {
+        s["conditions"][2]["message"] = json!("changed");
+    })
+    .await?;
     ensure!(
-        m >= 1,
-        "a write beside a duplicated condition type skipped /mutate"
-    );
-    let (second, m, _) = counted(
-        &ctx,
-        put_status(&loose, DUPLICATES, |s| {
-            s["conditions"][2]["message"] = json!("changed");
-        }),
-    )
-    .await;
-    let (second, _) = second.context("a change to the duplicated entry")?;
-    ensure!(
-        m >= 1,
-        "a change to a duplicated condition type skipped /mutate"
-    );
-    ensure!(
-        status_of(&second)["conditions"][2]["message"] == json!("second"),
-        "the duplicated entry was not kept as stored: {:?}",
-        status_of(&second)
+        stored["conditions"][2]["message"] == json!("second"),
+        "{what}: not kept as stored: {stored:?}"
     );
 
     let mut objects: Vec<(&str, &str)> =

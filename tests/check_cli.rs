@@ -123,3 +123,53 @@ fn a_bad_config_file_names_the_key() {
     assert_eq!(code, 2);
     assert!(stderr.contains("blockClearance.minReasonWords"), "{stderr}");
 }
+
+fn match_conditions(extra: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+        .arg("match-conditions")
+        .args(extra)
+        .output()
+        .expect("run wfe-admission");
+    (
+        out.status.code().expect("exit code"),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn match_conditions_print_what_the_chart_renders_for_a_policy() {
+    use wfe_admission::config::Config;
+    use wfe_admission::policy::match_conditions::{
+        mutate_match_condition, validate_match_condition,
+    };
+    let (code, out, err) = match_conditions(&[]);
+    assert_eq!(code, 0, "{err}");
+    let default = Config::default();
+    assert_eq!(
+        out["mutating"][0]["expression"].as_str(),
+        mutate_match_condition(&default).as_deref()
+    );
+    assert_eq!(out["mutating"][0]["name"], "status-may-need-combining");
+    assert_eq!(
+        out["validating"][0]["expression"].as_str(),
+        Some(validate_match_condition(&default).as_str())
+    );
+    // A policy file whose controller is known only by a group.
+    let file = "tests/data/check/policy-controller-group.yaml";
+    let (code, out, err) = match_conditions(&["--config", file]);
+    let config = Config::from_file(std::path::Path::new(file)).expect("policy");
+    assert_eq!(code, 0, "{err}");
+    let expression = out["mutating"][0]["expression"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(Some(expression), mutate_match_condition(&config).as_deref());
+    assert!(
+        expression.contains("request.userInfo.groups.exists(g, g in ['wfe-controllers'])"),
+        "{expression}"
+    );
+    // A policy that cannot be loaded: exit 2 and the reason, nothing on stdout.
+    let (code, out, err) = match_conditions(&["--config", "tests/data/check/missing.yaml"]);
+    assert_eq!((code, out), (2, Value::Null));
+    assert!(err.contains("missing.yaml"), "{err}");
+}

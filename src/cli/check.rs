@@ -171,12 +171,12 @@ fn dynamic_value(value: Value) -> Result<DynamicObject, String> {
 pub fn run(args: CheckArgs) -> ExitCode {
     match check(&args) {
         Ok(outcome) => {
-            match serde_json::to_string_pretty(&outcome) {
-                Ok(text) => println!("{text}"),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+            let printed = serde_json::to_string_pretty(&outcome)
+                .map_err(|e| e.to_string())
+                .and_then(|text| super::print(&text).map_err(|e| e.to_string()));
+            if let Err(message) = printed {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
             }
             if outcome.allowed {
                 ExitCode::SUCCESS

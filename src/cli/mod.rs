@@ -1,7 +1,8 @@
-//! Subcommands: serve, check, certs, repair.
+//! Subcommands: serve, check, certs, repair, match-conditions.
 
 pub mod certs;
 pub mod check;
+pub mod conditions;
 pub mod kube;
 pub mod repair;
 pub mod serve;
@@ -46,6 +47,8 @@ pub enum Command {
     Certs(certs::CertsArgs),
     /// Fix stored objects whose derived status fields are missing or stale (one write each).
     Repair(repair::RepairArgs),
+    /// Print the built-in CEL match conditions of both webhooks for a policy.
+    MatchConditions(conditions::MatchConditionsArgs),
 }
 
 pub fn init_logging(format: LogFormat, filter: &str) {
@@ -58,6 +61,16 @@ pub fn init_logging(format: LogFormat, filter: &str) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Prints `text` and a newline on stdout. A reader that went away (`| head`) is not an error
+/// worth a panic; any other failure is returned.
+pub fn print(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// The default policy, or the file's.
@@ -81,6 +94,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Check(args) => check::run(args),
         Command::Certs(args) => certs::run(args),
+        Command::MatchConditions(args) => conditions::run(args),
         Command::Repair(args) => {
             init_logging(cli.log_format, &cli.log);
             repair::run(args)

@@ -17,14 +17,14 @@ use arc_swap::ArcSwap;
 use k8s_openapi::api::admissionregistration::v1::{
     MatchCondition, MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use kube::{Api, Client};
+use kube::Client;
 
 use crate::policy::Policy;
 use crate::policy::match_conditions::{
     MUTATE_MATCH_CONDITION, VALIDATE_MATCH_CONDITION, mutate_match_condition,
     validate_match_condition,
 };
-use crate::selfcert::{SelfCertError, SelfManagedOptions};
+use crate::selfcert::{SelfCertError, SelfManagedOptions, WebhookParts, edit_configuration};
 use crate::status::{Outcome, StatusManager};
 
 /// How soon a failed sync is tried again.
@@ -54,16 +54,11 @@ pub fn align(
     conditions.as_deref() != Some(before.as_slice())
 }
 
-/// The `matchConditions` of every webhook of a mutating or validating configuration (two
-/// types with the same shape).
-macro_rules! condition_lists {
-    ($c:expr) => {
-        $c.webhooks
-            .iter_mut()
-            .flatten()
-            .map(|w| &mut w.match_conditions)
-            .collect()
-    };
+/// Aligns the condition `name` in every webhook of one configuration.
+fn align_all(parts: Vec<WebhookParts<'_>>, name: &str, expected: Option<&str>) -> bool {
+    parts.into_iter().fold(false, |changed, p| {
+        align(p.match_conditions, name, expected) | changed
+    })
 }
 
 /// Rewrites the built-in conditions of the named configurations from `policy`. Returns how many
@@ -76,20 +71,22 @@ pub async fn sync(
 ) -> Result<usize, SelfCertError> {
     let mutate = mutate_match_condition(&policy.config);
     let validate = validate_match_condition(&policy.config);
-    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let mut written = 0;
     for name in &options.webhook_configurations {
-        let mutate = (MUTATE_MATCH_CONDITION, mutate.as_deref());
-        written +=
-            usize::from(align_in(manager, &mutating, name, mutate, |c| condition_lists!(c)).await?);
-        let validate = (VALIDATE_MATCH_CONDITION, Some(validate.as_str()));
-        written += usize::from(
-            align_in(manager, &validating, name, validate, |c| {
-                condition_lists!(c)
+        let outcomes = [
+            edit_configuration::<MutatingWebhookConfiguration>(client, manager, name, |parts| {
+                align_all(parts, MUTATE_MATCH_CONDITION, mutate.as_deref())
             })
             .await?,
-        );
+            edit_configuration::<ValidatingWebhookConfiguration>(client, manager, name, |parts| {
+                align_all(parts, VALIDATE_MATCH_CONDITION, Some(&validate))
+            })
+            .await?,
+        ];
+        written += outcomes
+            .iter()
+            .filter(|o| matches!(o, Some(Outcome::Written { .. })))
+            .count();
     }
     if written > 0 {
         tracing::info!(
@@ -98,31 +95,6 @@ pub async fn sync(
         );
     }
     Ok(written)
-}
-
-/// Aligns the condition `(name, expected)` in every webhook of one configuration, when it
-/// exists; returns whether it was written.
-async fn align_in<K>(
-    manager: &StatusManager,
-    api: &Api<K>,
-    name: &str,
-    (condition, expected): (&str, Option<&str>),
-    lists: fn(&mut K) -> Vec<&mut Option<Vec<MatchCondition>>>,
-) -> Result<bool, SelfCertError>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    if api.get_opt(name).await?.is_none() {
-        return Ok(false);
-    }
-    let outcome = manager
-        .update_object(api, name, |c| {
-            lists(c)
-                .into_iter()
-                .fold(false, |changed, l| align(l, condition, expected) | changed)
-        })
-        .await?;
-    Ok(matches!(outcome, Outcome::Written { .. }))
 }
 
 /// Syncs whenever the policy in `policy` is replaced (checked every second), at least every

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    MatchCondition, MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -245,6 +245,60 @@ pub async fn ensure_secret(
     Err(SelfCertError::Contended(options.secret.clone()))
 }
 
+/// What the webhook edits in each webhook of its own configurations.
+pub struct WebhookParts<'a> {
+    pub ca_bundle: &'a mut Option<ByteString>,
+    pub match_conditions: &'a mut Option<Vec<MatchCondition>>,
+}
+
+/// A mutating or validating webhook configuration: two types with the same shape.
+pub trait OwnConfiguration:
+    kube::Resource<Scope = kube::core::ClusterResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+{
+    fn parts(&mut self) -> Vec<WebhookParts<'_>>;
+}
+
+macro_rules! own_configuration {
+    ($($kind:ty),*) => {$(
+        impl OwnConfiguration for $kind {
+            fn parts(&mut self) -> Vec<WebhookParts<'_>> {
+                self.webhooks
+                    .iter_mut()
+                    .flatten()
+                    .map(|w| WebhookParts {
+                        ca_bundle: &mut w.client_config.ca_bundle,
+                        match_conditions: &mut w.match_conditions,
+                    })
+                    .collect()
+            }
+        }
+    )*};
+}
+
+own_configuration!(MutatingWebhookConfiguration, ValidatingWebhookConfiguration);
+
+/// Applies `edit` (true when it changed something) to the configuration of kind `K` named
+/// `name`, retried on conflict; `None` when there is no such configuration.
+pub async fn edit_configuration<K: OwnConfiguration>(
+    client: &Client,
+    manager: &StatusManager,
+    name: &str,
+    mut edit: impl FnMut(Vec<WebhookParts<'_>>) -> bool,
+) -> Result<Option<Outcome>, SelfCertError> {
+    let api: Api<K> = Api::all(client.clone());
+    if api.get_opt(name).await?.is_none() {
+        return Ok(None);
+    }
+    let outcome = manager
+        .update_object(&api, name, |c| edit(c.parts()))
+        .await?;
+    Ok(Some(outcome))
+}
+
 /// Puts `bundle` into the caBundle of every webhook of the named configurations.
 pub async fn inject_ca(
     client: &Client,
@@ -253,26 +307,15 @@ pub async fn inject_ca(
     bundle: &str,
 ) -> Result<(), SelfCertError> {
     let encoded = ByteString(bundle.as_bytes().to_vec());
-    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let set =
+        |parts: Vec<WebhookParts<'_>>| set_bundle(parts.into_iter().map(|p| p.ca_bundle), &encoded);
     for name in &options.webhook_configurations {
         // The same name may be a mutating and a validating configuration.
-        let found = inject_into(manager, &mutating, name, &encoded, |c| {
-            c.webhooks
-                .iter_mut()
-                .flatten()
-                .map(|w| &mut w.client_config.ca_bundle)
-                .collect()
-        })
-        .await?
-            | inject_into(manager, &validating, name, &encoded, |c| {
-                c.webhooks
-                    .iter_mut()
-                    .flatten()
-                    .map(|w| &mut w.client_config.ca_bundle)
-                    .collect()
-            })
-            .await?;
+        let mutating =
+            edit_configuration::<MutatingWebhookConfiguration>(client, manager, name, set);
+        let validating =
+            edit_configuration::<ValidatingWebhookConfiguration>(client, manager, name, set);
+        let found = mutating.await?.is_some() | validating.await?.is_some();
         if !found {
             tracing::warn!(
                 name,
@@ -281,26 +324,6 @@ pub async fn inject_ca(
         }
     }
     Ok(())
-}
-
-/// Sets the bundle in one configuration when it exists; returns whether it does.
-async fn inject_into<K>(
-    manager: &StatusManager,
-    api: &Api<K>,
-    name: &str,
-    encoded: &ByteString,
-    bundles: fn(&mut K) -> Vec<&mut Option<ByteString>>,
-) -> Result<bool, SelfCertError>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    if api.get_opt(name).await?.is_none() {
-        return Ok(false);
-    }
-    manager
-        .update_object(api, name, |c| set_bundle(bundles(c).into_iter(), encoded))
-        .await?;
-    Ok(true)
 }
 
 fn set_bundle<'a>(

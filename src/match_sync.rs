@@ -106,27 +106,26 @@ pub fn spawn(
     policy: Arc<ArcSwap<Policy>>,
 ) {
     tokio::spawn(async move {
-        let mut synced: Option<Arc<Policy>> = None;
+        // The policy last tried, and when to try again without a new one.
+        let mut tried: Option<Arc<Policy>> = None;
         let mut due = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
             let current = policy.load_full();
-            let changed = !synced.as_ref().is_some_and(|s| Arc::ptr_eq(s, &current));
-            if !changed && Instant::now() < due {
+            let replaced = !tried.as_ref().is_some_and(|t| Arc::ptr_eq(t, &current));
+            if !replaced && Instant::now() < due {
                 continue;
             }
-            match sync(&client, &options, &manager, &current).await {
-                Ok(_) => {
-                    synced = Some(current);
-                    due = Instant::now() + options.check_interval;
-                }
+            let wait = match sync(&client, &options, &manager, &current).await {
+                Ok(_) => options.check_interval,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot align the webhook configurations' match conditions with the policy; retrying");
-                    synced = None;
-                    due = Instant::now() + RETRY;
+                    RETRY
                 }
-            }
+            };
+            tried = Some(current);
+            due = Instant::now() + wait;
         }
     });
 }

@@ -1,9 +1,10 @@
 //! Rows through the real kube-apiserver (tests/e2e/control-plane): status-update latency and
 //! throughput with (a) no admission, (b) the phase transitions as a CRD CEL rule on `oldSelf`,
-//! (c) our two webhooks, served in this process and registered by URL, (d) the same without the
-//! validating webhook's match condition, and (e) a mutating webhook that only echoes the uid
-//! (the floor of any webhook). Each mode has its own copy of the CRD under its own group, so
-//! their rounds can be interleaved.
+//! (c) our two webhooks, served in this process and registered by URL with the chart's match
+//! conditions, (d) the same without any match condition, (e) a mutating webhook that only
+//! echoes the uid (the floor of any webhook call), and (f) (c) without the mutating webhook's
+//! match condition. Each mode has its own copy of the CRD under its own group, so their updates
+//! can be interleaved.
 
 use std::path::{Path, PathBuf};
 

@@ -474,8 +474,9 @@ async fn run_e2e(
         before: &ours_before,
         after: &ours_after,
     };
-    // Per webhook of (c), (d) and (e): calls per update and the API server's mean call, from its
-    // own metrics (by webhook name), and our handler's mean time (by endpoint, both modes).
+    // Per webhook of (c) to (f): calls per update, the API server's mean call and match-condition
+    // evaluation, from its own metrics (by webhook name), and our handler's mean time and share
+    // of patched answers (by endpoint, our modes together).
     const HANDLER_METRIC: &str = "wfe_admission_request_duration_seconds";
     const ANSWERS_METRIC: &str = "wfe_admission_requests_total";
     const MATCH_METRIC: &str = "apiserver_admission_match_condition_evaluation_seconds";

@@ -171,10 +171,7 @@ fn dynamic_value(value: Value) -> Result<DynamicObject, String> {
 pub fn run(args: CheckArgs) -> ExitCode {
     match check(&args) {
         Ok(outcome) => {
-            let printed = serde_json::to_string_pretty(&outcome)
-                .map_err(|e| e.to_string())
-                .and_then(|text| super::print(&text).map_err(|e| e.to_string()));
-            if let Err(message) = printed {
+            if let Err(message) = super::print_json(&outcome) {
                 eprintln!("error: {message}");
                 return ExitCode::from(2);
             }

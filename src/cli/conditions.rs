@@ -42,10 +42,7 @@ pub fn run(args: MatchConditionsArgs) -> ExitCode {
         "validating": [{"name": VALIDATE_MATCH_CONDITION,
             "expression": validate_match_condition(&policy.config)}],
     });
-    let printed = serde_json::to_string_pretty(&out)
-        .map_err(|e| e.to_string())
-        .and_then(|text| super::print(&text).map_err(|e| e.to_string()));
-    match printed {
+    match super::print_json(&out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");

@@ -63,13 +63,14 @@ pub fn init_logging(format: LogFormat, filter: &str) {
     };
 }
 
-/// Prints `text` and a newline on stdout. A reader that went away (`| head`) is not an error
-/// worth a panic; any other failure is returned.
-pub fn print(text: &str) -> std::io::Result<()> {
+/// Prints `value` as pretty JSON and a newline on stdout. A reader that went away (`| head`)
+/// is not an error worth a panic; any other failure is returned.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
     use std::io::Write as _;
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     match writeln!(std::io::stdout().lock(), "{text}") {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+        _ => Ok(()),
     }
 }
 

@@ -76,8 +76,8 @@ pub async fn create_namespace(admin: &Client, name: &str) -> Result<()> {
     }
 }
 
-/// Installs tests/e2e/manifests/crd.yaml and waits until it is Established.
-/// Installs the CRD and its loose copy (`LOOSE_GROUP`).
+/// Installs tests/e2e/manifests/crd.yaml and its loose copy (`LOOSE_GROUP`), and waits until
+/// both are Established.
 pub async fn install_crd(admin: &Client) -> Result<()> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/manifests/crd.yaml");
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;

@@ -223,8 +223,9 @@ matchConditions:
 {{/*
 The validating webhook's built-in match condition: call it only when the update may be denied
 (a new or non-string phase, a changed blockClearance, a status that is not an object). The
-same text as `policy::match_conditions::validate_match_condition` in the webhook; the chart tests compare
-the two. The field names are the policy's (the values schema keeps the defaults today).
+same text as `policy::match_conditions::validate_match_condition` in the webhook; the chart
+tests compare the two. The field names are the policy's (the values schema keeps the defaults
+today).
 */}}
 {{- define "wfe-admission.validateMatchCondition" -}}
 {{- $p := include "wfe-admission.celString" (dig "phase" "field" "phase" .Values.policy) }}
@@ -245,11 +246,11 @@ request.operation == 'UPDATE' && has(object.status) && !(type(object.status) == 
 The mutating webhook's built-in match condition: skip a write by the controller (its user
 patterns or groups) that combining provably leaves as sent: same status keys, only plain
 controller fields changed, each condition the stored one at its index or (a controller type)
-with the same type, status and lastTransitionTime, derived fields already coherent. The same text as
-`policy::match_conditions::mutate_match_condition`; the chart tests compare the two. Empty (no
-condition, every write combined) when the policy has no controller writer with users or
-groups, or when a key it depends on was removed from the values (the webhook would fall back
-to its built-in default, which this template cannot see).
+with the same type, status and lastTransitionTime, derived fields already coherent. The same
+text as `policy::match_conditions::mutate_match_condition`; the chart tests compare the two.
+Empty (no condition, every write combined) when the policy has no controller writer with
+users or groups, or when a key it depends on was removed from the values (the webhook would
+fall back to its built-in default, which this template cannot see).
 */}}
 {{- define "wfe-admission.mutateMatchCondition" -}}
 {{- $p := .Values.policy }}

@@ -290,13 +290,12 @@ pub async fn edit_configuration<K: OwnConfiguration>(
     mut edit: impl FnMut(Vec<WebhookParts<'_>>) -> bool,
 ) -> Result<Option<Outcome>, SelfCertError> {
     let api: Api<K> = Api::all(client.clone());
-    if api.get_opt(name).await?.is_none() {
-        return Ok(None);
+    // The retried update reads first: its 404 is the "no such configuration" answer.
+    match manager.update_object(&api, name, |c| edit(c.parts())).await {
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(StatusError::Kube(KubeError::Api(e))) if e.code == 404 => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    let outcome = manager
-        .update_object(&api, name, |c| edit(c.parts()))
-        .await?;
-    Ok(Some(outcome))
 }
 
 /// Puts `bundle` into the caBundle of every webhook of the named configurations.

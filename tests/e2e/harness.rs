@@ -33,6 +33,15 @@ pub struct Ctx {
     pub webhook: Webhook,
     /// Objects `repair` must fix, written before the webhooks existed.
     pub repair: Result<scenarios::repair::Fixture, String>,
+    /// For a webhook outside this process (the image): how to reach the API server as the
+    /// webhook.
+    pub access: Access,
+}
+
+pub struct Access {
+    pub url: String,
+    pub ca_file: String,
+    pub webhook_token: String,
 }
 
 pub type ScenarioFn = fn(Arc<Ctx>) -> BoxFuture<'static, Result<()>>;
@@ -183,6 +192,11 @@ async fn setup(plane: &ControlPlane) -> Result<Ctx> {
         users,
         webhook,
         repair,
+        access: Access {
+            url: url.to_string(),
+            ca_file: ca.to_string(),
+            webhook_token: token("WEBHOOK")?.to_string(),
+        },
     })
 }
 

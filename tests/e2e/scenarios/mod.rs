@@ -3,6 +3,7 @@
 mod concurrent;
 mod dry_run;
 mod events;
+mod image;
 mod lifecycle;
 mod manager;
 mod match_condition;
@@ -115,6 +116,12 @@ pub fn all() -> Vec<Scenario> {
             "events_not_recorded_for_superseded_denials",
             MINUTE,
             events::superseded_denials_are_not_recorded
+        ),
+        // The first run on a machine builds the static release binary: minutes, then cached.
+        scenario!(
+            "image_serves_from_an_empty_root",
+            20 * MINUTE,
+            image::serves_from_an_empty_root
         ),
         scenario!(
             "webhook_down_fails_closed_then_recovers",

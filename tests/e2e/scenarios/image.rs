@@ -1,0 +1,424 @@
+//! The container image as a cluster would run it: image/build.sh builds it with buildah from
+//! image/Dockerfile, its config says what the chart relies on, and its root filesystem, unpacked
+//! and entered with chroot as the chart's user, serves the webhook and records the Event
+//! through the real API server with nothing but the binary inside.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
+use wfe_admission::certgen::{self, Validity};
+
+use crate::cluster;
+use crate::harness::{Ctx, NS};
+
+/// The chart's `podSecurityContext` user and group.
+const CHART_USER: &str = "65532:65532";
+
+pub async fn serves_from_an_empty_root(ctx: Arc<Ctx>) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let work_dir = work.path().to_path_buf();
+    let archive = tokio::task::spawn_blocking({
+        let out = work_dir.join("out");
+        move || build(&out)
+    })
+    .await??;
+
+    let layout = work_dir.join("layout");
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(mkdir(&layout)?))?;
+    let image = Image::read(&layout)?;
+    image.check_config()?;
+    let root = work_dir.join("rootfs");
+    image.unpack(&mkdir(&root)?)?;
+    let files = files_under(&root)?;
+    ensure!(
+        files == BTreeSet::from(["wfe-admission".to_string()]),
+        "the image holds more than the binary: {files:?}"
+    );
+
+    // What the chart mounts: the serving pair and (here, as there is no service account) a
+    // kubeconfig with the webhook's identity. Only these are added to the unpacked image.
+    let pair = certgen::generate(&["127.0.0.1".to_string()], Validity::days(1))?;
+    let certs = mkdir(&root.join("certs"))?;
+    std::fs::write(certs.join("tls.crt"), &pair.cert)?;
+    std::fs::write(certs.join("tls.key"), &pair.key)?;
+    let kube = mkdir(&root.join("kube"))?;
+    std::fs::write(kube.join("config"), kubeconfig(&ctx)?)?;
+
+    let (port, probe_port) = (free_port()?, free_port()?);
+    let mut server = Server::start(&root, &image.env()?, port, probe_port, &work_dir)?;
+    let https = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(pair.ca_cert.as_bytes())?)
+        .build()?;
+    let plain = reqwest::Client::new();
+    let probe = format!("http://127.0.0.1:{probe_port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        server.check_running()?;
+        let ready = plain.get(format!("{probe}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the image's /readyz did not answer 200 within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let name = ctx.create_in("image", &["Running", "Completed"]).await?;
+    let stored = ctx.admin().get(&name).await?;
+    let review = illegal_review(&stored)?;
+    let answer: Value = https
+        .post(format!("https://127.0.0.1:{port}/validate"))
+        .json(&review)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let response = &answer["response"];
+    ensure!(
+        response["allowed"] == json!(false) && response["status"]["code"] == json!(403),
+        "Completed → Running must be refused by the image's webhook: {answer}"
+    );
+    // The Event needs the kube client inside the empty root: TLS to the API server with the
+    // kubeconfig's CA, no system trust store, no resolver configuration.
+    cluster::wait_events(
+        &ctx.clients.admin,
+        NS,
+        "IllegalPhaseTransition",
+        &name,
+        Duration::from_secs(20),
+    )
+    .await?;
+    let metrics = plain
+        .get(format!("{probe}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        metrics.contains("wfe_admission_requests_total"),
+        "no request metrics from the image: {metrics}"
+    );
+
+    let log = server.terminate()?;
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    ensure!(!lines.is_empty(), "the image's server logged nothing");
+    for line in &lines {
+        serde_json::from_str::<Value>(line)
+            .with_context(|| format!("a log line of the image is not JSON: {line}"))?;
+    }
+    Ok(())
+}
+
+/// image/build.sh with its output in `out`; the OCI archive.
+fn build(out: &Path) -> Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("image/build.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .env("WFE_IMAGE_OUT", out)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", script.display()))?;
+    ensure!(
+        output.status.success(),
+        "image/build.sh failed: {}",
+        output.status
+    );
+    let stdout = String::from_utf8(output.stdout)?;
+    let path = stdout
+        .lines()
+        .last()
+        .context("image/build.sh printed no archive path")?;
+    Ok(PathBuf::from(path))
+}
+
+/// An OCI image layout (index.json and blobs/) holding one image.
+struct Image {
+    layout: PathBuf,
+    manifest: Value,
+    config: Value,
+}
+
+impl Image {
+    fn read(layout: &Path) -> Result<Self> {
+        let index: Value = json_file(&layout.join("index.json"))?;
+        let manifests = index["manifests"].as_array().context("index.json")?;
+        ensure!(manifests.len() == 1, "one image expected: {index}");
+        let tag = &manifests[0]["annotations"]["org.opencontainers.image.ref.name"];
+        ensure!(
+            tag == env!("CARGO_PKG_VERSION"),
+            "the archive's tag {tag} is not the package version"
+        );
+        let manifest = blob(layout, &manifests[0]["digest"])?;
+        let config = blob(layout, &manifest["config"]["digest"])?;
+        Ok(Self {
+            layout: layout.to_path_buf(),
+            manifest,
+            config,
+        })
+    }
+
+    /// What the chart's Deployment relies on: its arguments follow the entrypoint, it runs as
+    /// 65532, and it names ports 8443 and 8080.
+    fn check_config(&self) -> Result<()> {
+        let c = &self.config["config"];
+        ensure!(c["User"] == CHART_USER, "user: {}", c["User"]);
+        ensure!(
+            c["Entrypoint"] == json!(["/wfe-admission"]),
+            "entrypoint: {c}"
+        );
+        ensure!(c["Cmd"] == json!(["serve"]), "cmd: {c}");
+        let ports: BTreeSet<&str> = c["ExposedPorts"]
+            .as_object()
+            .context("no exposed ports")?
+            .keys()
+            .map(String::as_str)
+            .collect();
+        ensure!(
+            ports == BTreeSet::from(["8080/tcp", "8443/tcp"]),
+            "ports: {ports:?}"
+        );
+        let labels = &c["Labels"];
+        ensure!(
+            labels["org.opencontainers.image.version"] == env!("CARGO_PKG_VERSION")
+                && labels["org.opencontainers.image.licenses"] == env!("CARGO_PKG_LICENSE"),
+            "labels: {labels}"
+        );
+        ensure!(
+            self.config["architecture"] == "amd64" && self.config["os"] == "linux",
+            "platform: {}",
+            self.config
+        );
+        Ok(())
+    }
+
+    /// The config's `Env`, as a container runtime would set it.
+    fn env(&self) -> Result<Vec<(String, String)>> {
+        let mut env = Vec::new();
+        for entry in self.config["config"]["Env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let entry = entry.as_str().context("an Env entry is not a string")?;
+            let (key, value) = entry.split_once('=').context("an Env entry has no =")?;
+            env.push((key.to_string(), value.to_string()));
+        }
+        Ok(env)
+    }
+
+    fn unpack(&self, root: &Path) -> Result<()> {
+        for layer in self.manifest["layers"].as_array().context("no layers")? {
+            run(Command::new("tar")
+                .arg("-xf")
+                .arg(blob_path(&self.layout, &layer["digest"])?)
+                .arg("-C")
+                .arg(root))?;
+        }
+        Ok(())
+    }
+}
+
+fn blob_path(layout: &Path, digest: &Value) -> Result<PathBuf> {
+    let digest = digest.as_str().context("a digest is not a string")?;
+    let hex = digest
+        .strip_prefix("sha256:")
+        .with_context(|| format!("not a sha256 digest: {digest}"))?;
+    Ok(layout.join("blobs/sha256").join(hex))
+}
+
+fn blob(layout: &Path, digest: &Value) -> Result<Value> {
+    json_file(&blob_path(layout, digest)?)
+}
+
+fn json_file(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+/// Regular files and links under `root`, as paths relative to it (directories left out).
+fn files_under(root: &Path) -> Result<BTreeSet<String>> {
+    let mut found = BTreeSet::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                todo.push(entry.path());
+            } else {
+                let path = entry.path();
+                found.insert(path.strip_prefix(root)?.to_string_lossy().into_owned());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The webhook's identity, as the events client of the in-process webhook uses it.
+fn kubeconfig(ctx: &Ctx) -> Result<String> {
+    let access = &ctx.access;
+    let ca = std::fs::read(&access.ca_file)
+        .with_context(|| format!("cannot read {}", access.ca_file))?;
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {
+            "server": access.url, "certificate-authority-data": ca}}],
+        "users": [{"name": "webhook", "user": {"token": access.webhook_token}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "webhook"}}],
+        "current-context": "e2e",
+    });
+    Ok(serde_json::to_string_pretty(&config)?)
+}
+
+/// The stored object moved Completed → Running by the controller, as the API server would
+/// send it to /validate.
+fn illegal_review(stored: &kube::core::DynamicObject) -> Result<Value> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/update-completed-to-running.json");
+    let mut review = json_file(&path)?;
+    let old = serde_json::to_value(stored)?;
+    ensure!(old["status"]["phase"] == "Completed", "stored: {old}");
+    let mut new = old.clone();
+    new["status"]["phase"] = json!("Running");
+    let request = &mut review["request"];
+    request["name"] = old["metadata"]["name"].clone();
+    request["namespace"] = json!(NS);
+    request["oldObject"] = old;
+    request["object"] = new;
+    Ok(review)
+}
+
+/// The image's server under chroot, its stdout and stderr in one log file.
+struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(
+        root: &Path,
+        env: &[(String, String)],
+        port: u16,
+        probe_port: u16,
+        work: &Path,
+    ) -> Result<Self> {
+        let log = work.join("image-server.log");
+        let out = std::fs::File::create(&log)?;
+        // As root (CI): chroot and drop to the chart's user. Otherwise an unprivileged user
+        // namespace lends the chroot, with the caller's own user inside.
+        let mut cmd = if is_root()? {
+            let mut c = Command::new("chroot");
+            c.arg(format!("--userspec={CHART_USER}"));
+            c
+        } else {
+            let mut c = Command::new("unshare");
+            c.args(["--user", "--map-root-user", "chroot"]);
+            c
+        };
+        let child = cmd
+            .arg(root)
+            .args([
+                "/wfe-admission",
+                "serve",
+                &format!("--listen=127.0.0.1:{port}"),
+                &format!("--probe-listen=127.0.0.1:{probe_port}"),
+                "--tls-cert=/certs/tls.crt",
+                "--tls-key=/certs/tls.key",
+                "--kubeconfig=/kube/config",
+                "--shutdown-delay=0s",
+                "--shutdown-grace=5s",
+            ])
+            // The image's environment (its PATH also finds chroot and unshare here).
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("POD_NAMESPACE", NS)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("cannot start chroot")?;
+        Ok(Self { child, log })
+    }
+
+    fn check_running(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "the image's server exited ({status}):\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, as the kubelet sends it; the log once it exited cleanly.
+    fn terminate(&mut self) -> Result<String> {
+        run(Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string()))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the image's server did not stop within 15 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let log = std::fs::read_to_string(&self.log)?;
+        ensure!(status.success(), "exit after SIGTERM: {status}\n{log}");
+        Ok(log)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is_root() -> Result<bool> {
+    let out = Command::new("id").arg("-u").output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn mkdir(path: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(path)?;
+    Ok(path.to_path_buf())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

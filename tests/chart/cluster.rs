@@ -287,7 +287,8 @@ fn install_cert_manager_mode(ctx: &mut Ctx) {
     let (helm, cluster) = ctx.cluster();
     let values = merged(
         mode_values("cert-manager"),
-        &json!({"serviceMonitor": {"enabled": true}, "networkPolicy": {"enabled": true}}),
+        &json!({"serviceMonitor": {"enabled": true}, "prometheusRule": {"enabled": true},
+                "networkPolicy": {"enabled": true}}),
     );
     let mut release = cluster.install(helm, &values);
     // NOTES.txt tells the admin where rejections and corrections show up.
@@ -306,6 +307,7 @@ fn install_cert_manager_mode(ctx: &mut Ctx) {
         "Certificate",
         "Issuer",
         "ServiceMonitor",
+        "PrometheusRule",
         "NetworkPolicy",
         "CustomResourceDefinition",
     ] {

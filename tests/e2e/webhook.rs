@@ -135,7 +135,8 @@ impl Webhook {
         let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
         let hook = |name: &str, path: &str| {
             json!({
-                "name": format!("{name}.wfe-admission.kubernaut.ai"),
+                // The chart's names, which its WfeAdmissionCallsFailing alert selects.
+                "name": format!("status.{name}.wfe-admission.kubernaut.ai"),
                 "clientConfig": {"url": format!("https://{}/{path}", self.addr), "caBundle": ca},
                 "rules": [{
                     "operations": ["UPDATE"],

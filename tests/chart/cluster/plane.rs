@@ -51,8 +51,9 @@ impl Cluster {
     }
 
     /// The release namespace and stand-in CRDs for the third-party kinds the chart renders
-    /// (cert-manager's Certificate and Issuer, prometheus-operator's ServiceMonitor): no
-    /// controller acts on them, but the API server must know the kinds to store the objects.
+    /// (cert-manager's Certificate and Issuer, prometheus-operator's ServiceMonitor and
+    /// PrometheusRule): no controller acts on them, but the API server must know the kinds to
+    /// store the objects.
     pub(super) fn prepare(&self) -> Result<()> {
         self.rt.block_on(async {
             let namespaces: Api<Namespace> = Api::all(self.admin.clone());
@@ -69,6 +70,7 @@ impl Cluster {
                 ("cert-manager.io", "Certificate", "certificates"),
                 ("cert-manager.io", "Issuer", "issuers"),
                 ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
+                ("monitoring.coreos.com", "PrometheusRule", "prometheusrules"),
             ] {
                 let version = "v1";
                 let crd: CustomResourceDefinition = serde_json::from_value(json!({
@@ -91,6 +93,7 @@ impl Cluster {
                 "certificates.cert-manager.io",
                 "issuers.cert-manager.io",
                 "servicemonitors.monitoring.coreos.com",
+                "prometheusrules.monitoring.coreos.com",
             ] {
                 control_plane::wait_established(&self.admin, name, Duration::from_secs(30))
                     .await

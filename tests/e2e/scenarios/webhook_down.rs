@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::cluster::{self, api_error, merge_status, rv, status_of, text};
 use crate::harness::Ctx;
+use wfe_admission::bench::e2e::{Scrapes, apiserver_metrics};
 
 pub async fn fails_closed(ctx: Arc<Ctx>) -> Result<()> {
     let name = ctx.create_in("webhook-down", &["Running"]).await?;
@@ -55,6 +56,7 @@ pub async fn fails_closed(ctx: Arc<Ctx>) -> Result<()> {
 
 async fn while_down(ctx: &Ctx, name: &str) -> Result<()> {
     let before = ctx.stored(name).await?;
+    let metrics_before = apiserver_metrics(&ctx.clients.admin).await;
     let result = merge_status(&ctx.controller(), name, json!({"phase": "Completed"})).await;
     let (code, message) = api_error(result, "a status write while the webhook is down")?;
     println!("    webhook down: HTTP {code}: {message}");
@@ -64,6 +66,25 @@ async fn while_down(ctx: &Ctx, name: &str) -> Result<()> {
         "the API server says it could not call the webhook: {message}"
     );
     ensure!(code >= 500, "HTTP {code}: {message}");
+    // The series the chart's WfeAdmissionCallsFailing alert sums, as this API server names it.
+    let metrics_after = apiserver_metrics(&ctx.clients.admin).await;
+    let scrapes = Scrapes {
+        before: &metrics_before,
+        after: &metrics_after,
+    };
+    let failed_calls = scrapes.grew(
+        "apiserver_admission_webhook_rejection_count",
+        "error_type=\"calling_webhook_error\",name=\"status.mutate.wfe-admission.kubernaut.ai\"",
+    );
+    ensure!(
+        failed_calls >= 1.0,
+        "the API server counted no calling_webhook_error rejection for the mutating webhook:\n{}",
+        metrics_after
+            .lines()
+            .filter(|l| l.starts_with("apiserver_admission_webhook_rejection_count"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let after = ctx.stored(name).await.context("reading while down")?;
     ensure!(
         rv(&after) == rv(&before) && text(&status_of(&after), "phase") == Some("Running"),

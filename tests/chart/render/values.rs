@@ -32,6 +32,14 @@ pub(super) fn schema_rejects_wrong_values_naming_them(ctx: &mut Ctx) {
             json!({"webhook": {"matchConditions": [{"name": "x"}]}}),
             "/webhook/matchConditions/0",
         ),
+        (
+            json!({"prometheusRule": {"certificateExpiryDays": 0}}),
+            "/prometheusRule/certificateExpiryDays",
+        ),
+        (
+            json!({"prometheusRule": {"disabled": ["WfeAdmissionNope"]}}),
+            "/prometheusRule/disabled/0",
+        ),
         (json!({"replicaCount": 0}), "/replicaCount"),
         (json!({"replicaCount": "two"}), "/replicaCount"),
         (json!({"replicas": 2}), "replicas"),

@@ -61,7 +61,9 @@ cp "$bin" "$context/wfe-admission"
 if ! command -v buildah >/dev/null 2>&1; then
   if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
     log "installing buildah from Debian's packages"
+    # A fresh machine may have no package lists yet.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q buildah >&2 ||
+      { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q buildah >&2; } ||
       die "apt-get install buildah failed"
   else
     die "buildah is not installed (Debian: apt-get install buildah); with Docker instead: docker build -f image/Dockerfile $context"

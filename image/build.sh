@@ -9,7 +9,8 @@
 # The static build has its own cargo target directory (its RUSTFLAGS differ from a normal
 # build's): ${WFE_CACHE_DIR:-$HOME/.cache/wfe-admission}/target-image, reused by later runs.
 #
-# buildah comes from Debian's package, installed when missing and running as root.
+# buildah comes from Debian's package, installed when missing and running as root;
+# cargo-auditable from crates.io, into ${WFE_CACHE_DIR:-$HOME/.cache/wfe-admission}/tools.
 # Logs go to stderr; the last stdout line is the archive's path.
 #
 # Usage: image/build.sh
@@ -35,6 +36,15 @@ mkdir -p "$CACHE_ROOT" "$OUT"
 exec 9>"$CACHE_ROOT/.image-build.lock"
 flock 9
 
+# cargo auditable embeds the binary's dependency list (section .dep-v0), which image scanners
+# (Trivy, Grype, Syft) read to report vulnerable crates in the image.
+AUDITABLE_VERSION=0.7.7
+export PATH="$CACHE_ROOT/tools/bin:$PATH"
+if ! cargo install --list --root "$CACHE_ROOT/tools" | grep -qx "cargo-auditable v$AUDITABLE_VERSION:"; then
+  log "installing cargo-auditable $AUDITABLE_VERSION from crates.io"
+  cargo install --locked --quiet --root "$CACHE_ROOT/tools" cargo-auditable --version "$AUDITABLE_VERSION" >&2
+fi
+
 log "building the static release binary (cold: several minutes on 2 cores)"
 # --target keeps RUSTFLAGS off build scripts and proc macros, which cannot be static.
 (
@@ -45,13 +55,14 @@ log "building the static release binary (cold: several minutes on 2 cores)"
   # Symbol names stay for backtraces; line tables (52 of the 71 MB) do not.
   CARGO_TARGET_DIR="$CACHE_ROOT/target-image" RUSTFLAGS="-C target-feature=+crt-static" \
     CARGO_PROFILE_RELEASE_DEBUG=none CARGO_PROFILE_RELEASE_STRIP=debuginfo \
-    cargo build --release --locked --target "$TARGET" --bin wfe-admission >&2
+    cargo auditable build --release --locked --target "$TARGET" --bin wfe-admission >&2
 )
 bin="$CACHE_ROOT/target-image/$TARGET/release/wfe-admission"
 # A scratch image has no dynamic loader: refuse a binary that would need one.
 if readelf --program-headers "$bin" | grep -q 'program interpreter'; then
   die "$bin is dynamically linked"
 fi
+readelf --section-headers "$bin" | grep -q '\.dep-v0' || die "$bin carries no dependency list"
 
 context="$OUT/context"
 rm -rf "$context"

@@ -43,6 +43,7 @@ pub async fn serves_from_an_empty_root(ctx: Arc<Ctx>) -> Result<()> {
         files == BTreeSet::from(["wfe-admission".to_string()]),
         "the image holds more than the binary: {files:?}"
     );
+    check_dependency_list(&root.join("wfe-admission"), &work_dir)?;
 
     // What the chart mounts: the serving pair and (here, as there is no service account) a
     // kubeconfig with the webhook's identity. Only these are added to the unpacked image.
@@ -142,6 +143,78 @@ fn build(out: &Path) -> Result<PathBuf> {
         .last()
         .context("image/build.sh printed no archive path")?;
     Ok(PathBuf::from(path))
+}
+
+/// The dependency list cargo auditable embeds (what image scanners read): the binary's own
+/// crates at Cargo.lock's versions, none of the test tree's.
+fn check_dependency_list(binary: &Path, work: &Path) -> Result<()> {
+    let section = work.join("dep-v0.zlib");
+    run(Command::new("objcopy")
+        .arg(format!("--dump-section=.dep-v0={}", section.display()))
+        .arg(binary)
+        .arg(work.join("objcopy-out")))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::ZlibDecoder::new(std::fs::File::open(&section)?),
+        &mut text,
+    )
+    .context("the .dep-v0 section is not zlib-compressed text")?;
+    let list: Value = serde_json::from_str(&text)?;
+    let packages = list["packages"].as_array().context("no packages")?;
+    let lock = locked_versions()?;
+    let mut names = BTreeSet::new();
+    for p in packages {
+        let (name, version) = (
+            p["name"].as_str().context("name")?,
+            p["version"].as_str().context("version")?,
+        );
+        if p["root"] == json!(true) {
+            ensure!(
+                name == env!("CARGO_PKG_NAME") && version == env!("CARGO_PKG_VERSION"),
+                "root package {p}"
+            );
+        }
+        ensure!(
+            lock.contains(&(name.to_string(), version.to_string())),
+            "{name} {version} is not in Cargo.lock"
+        );
+        names.insert(name);
+    }
+    for runtime in ["ring", "rustls", "kube-client", "serde_json", "hyper"] {
+        ensure!(names.contains(runtime), "{runtime} missing from {names:?}");
+    }
+    for test_only in [
+        "promql-parser",
+        "criterion",
+        "proptest",
+        "reqwest",
+        "flate2",
+    ] {
+        ensure!(
+            !names.contains(test_only),
+            "{test_only} is a test dependency"
+        );
+    }
+    Ok(())
+}
+
+/// (name, version) of every package Cargo.lock pins.
+fn locked_versions() -> Result<BTreeSet<(String, String)>> {
+    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"))?;
+    let mut out = BTreeSet::new();
+    let mut name = None;
+    for line in lock.lines() {
+        let quoted = |key: &str| {
+            line.strip_prefix(key)
+                .map(|v| v.trim_matches('"').to_string())
+        };
+        if let Some(n) = quoted("name = ") {
+            name = Some(n);
+        } else if let (Some(v), Some(n)) = (quoted("version = "), name.take()) {
+            out.insert((n, v));
+        }
+    }
+    Ok(out)
 }
 
 /// An OCI image layout (index.json and blobs/) holding one image.

@@ -288,7 +288,7 @@ fn install_cert_manager_mode(ctx: &mut Ctx) {
     let values = merged(
         mode_values("cert-manager"),
         &json!({"serviceMonitor": {"enabled": true}, "prometheusRule": {"enabled": true},
-                "networkPolicy": {"enabled": true}}),
+                "grafanaDashboard": {"enabled": true}, "networkPolicy": {"enabled": true}}),
     );
     let mut release = cluster.install(helm, &values);
     // NOTES.txt tells the admin where rejections and corrections show up.

@@ -13,10 +13,10 @@ use wfe_admission::policy::match_conditions;
 use crate::helm::{Helm, Manifests, chart_dir, path_str, repo};
 use crate::{Case, Ctx};
 
-#[path = "render/alerts.rs"]
-mod alerts;
 #[path = "render/deployment.rs"]
 mod deployment;
+#[path = "render/monitoring.rs"]
+mod monitoring;
 #[path = "render/policy.rs"]
 mod policy;
 #[path = "render/rbac.rs"]
@@ -71,7 +71,8 @@ pub fn cases() -> Vec<Case> {
         case!(policy::extra_resources_are_guarded_everywhere),
         case!(values::schema_rejects_wrong_values_naming_them),
         case!(values::optional_servicemonitor_and_networkpolicy),
-        case!(alerts::prometheus_rule_alerts_select_what_is_exported),
+        case!(monitoring::prometheus_rule_alerts_select_what_is_exported),
+        case!(monitoring::grafana_dashboard_queries_select_what_is_exported),
         case!(values::names_follow_the_release),
     ]
 }

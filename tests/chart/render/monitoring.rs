@@ -1,6 +1,6 @@
-//! The optional PrometheusRule: every expression parses as PromQL, and every series it selects
-//! is one the webhook exports (or, for `up` and the API server's metrics, one the release's
-//! scrape job and webhook names produce).
+//! The optional PrometheusRule and Grafana dashboard: every expression parses as PromQL, and
+//! every series it selects is one the webhook exports (or, for `up` and the API server's
+//! metrics, one the release's scrape job and webhook names produce).
 
 use std::collections::BTreeMap;
 
@@ -45,20 +45,7 @@ pub(super) fn prometheus_rule_alerts_select_what_is_exported(ctx: &mut Ctx) {
         ]
     );
 
-    let exported = exported_series();
-    let service = m.one("Service")["metadata"]["name"].clone();
-    let hooks: Vec<String> = [
-        "MutatingWebhookConfiguration",
-        "ValidatingWebhookConfiguration",
-    ]
-    .iter()
-    .map(|kind| {
-        m.one(kind)["webhooks"][0]["name"]
-            .as_str()
-            .expect("webhook name")
-            .to_string()
-    })
-    .collect();
+    let known = Known::of(&m);
     for r in rules {
         let alert = r["alert"].as_str().expect("alert");
         assert!(
@@ -71,41 +58,126 @@ pub(super) fn prometheus_rule_alerts_select_what_is_exported(ctx: &mut Ctx) {
             assert!(r["annotations"][a].is_string(), "{alert} has no {a}");
         }
         let text = r["expr"].as_str().expect("expr");
-        let expr = parser::parse(text).unwrap_or_else(|e| panic!("{alert}: {text}: {e}"));
+        known.check(alert, text);
+        if alert == "WfeAdmissionCertificateExpiresSoon" {
+            assert!(text.ends_with(&format!("< {}", 3 * 86_400)), "{text}");
+        }
+    }
+}
+
+pub(super) fn grafana_dashboard_queries_select_what_is_exported(ctx: &mut Ctx) {
+    let m = render(ctx, &json!({}));
+    assert!(
+        !m.ids().iter().any(|id| id.contains("dashboard")),
+        "{:?}",
+        m.ids()
+    );
+    let m = render(ctx, &json!({"grafanaDashboard": {"enabled": true}}));
+    let file = std::fs::read_to_string(chart_dir().join("dashboards/wfe-admission.json"))
+        .expect("dashboard file");
+    let map = m.get("ConfigMap", &format!("{RELEASE}-dashboard"));
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let text = map["data"]["wfe-admission.json"].as_str().expect("data");
+    assert_eq!(
+        text,
+        file.trim_end(),
+        "the ConfigMap holds the file as it is"
+    );
+    let dashboard: Value = serde_json::from_str(text).expect("the dashboard is JSON");
+    let known = Known::of(&m);
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().expect("title");
+        for target in panel["targets"].as_array().expect("targets") {
+            // Grafana's variables, as a dashboard on this release resolves them.
+            let expr = target["expr"]
+                .as_str()
+                .expect("expr")
+                .replace("$__rate_interval", "2m")
+                .replace("$namespace", NS);
+            known.check(title, &expr);
+            queries += 1;
+        }
+    }
+    assert!(queries >= 12, "{queries} queries");
+    let variable = &dashboard["templating"]["list"][1]["definition"];
+    assert!(
+        known
+            .exported
+            .iter()
+            .any(|(name, _)| variable.as_str().is_some_and(|v| v.contains(name.as_str()))),
+        "the namespace variable reads no exported series: {variable}"
+    );
+}
+
+/// What a query may select on this release.
+struct Known {
+    exported: Vec<(String, BTreeMap<String, String>)>,
+    /// The Service, whose name is the ServiceMonitor's job.
+    service: String,
+    /// Both webhooks' names, as the API server labels its series.
+    hooks: Vec<String>,
+}
+
+impl Known {
+    fn of(m: &Manifests) -> Self {
+        let hooks = [
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ]
+        .iter()
+        .map(|kind| {
+            m.one(kind)["webhooks"][0]["name"]
+                .as_str()
+                .expect("webhook name")
+                .to_string()
+        })
+        .collect();
+        Self {
+            exported: exported_series(),
+            service: m.one("Service")["metadata"]["name"]
+                .as_str()
+                .expect("service name")
+                .to_string(),
+            hooks,
+        }
+    }
+
+    /// `text` parses as PromQL and each series it selects exists.
+    fn check(&self, what: &str, text: &str) {
+        let expr = parser::parse(text).unwrap_or_else(|e| panic!("{what}: {text}: {e}"));
         let mut selectors = Vec::new();
         collect_selectors(&expr, &mut selectors);
-        assert!(!selectors.is_empty(), "{alert}: {text}");
+        assert!(!selectors.is_empty(), "{what}: {text}");
         for vs in selectors {
             let name = vs.name.as_deref().expect("selectors name their metric");
             let matchers = &vs.matchers.matchers;
             let wanted = |label: &str| matchers.iter().find(|m| m.name == label);
-            match name {
-                "up" => {
-                    assert_eq!(wanted("job").map(|m| m.value.as_str()), service.as_str());
-                    assert_eq!(wanted("namespace").map(|m| m.value.as_str()), Some(NS));
+            if name == "up" {
+                assert_eq!(
+                    wanted("job").map(|m| m.value.as_str()),
+                    Some(self.service.as_str())
+                );
+                assert_eq!(wanted("namespace").map(|m| m.value.as_str()), Some(NS));
+            } else if name.starts_with("apiserver_admission_") {
+                let by_name = wanted("name").expect("a webhook name matcher");
+                for hook in &self.hooks {
+                    assert!(by_name.is_match(hook), "{what} misses {hook}");
                 }
-                "apiserver_admission_webhook_rejection_count" => {
-                    let by_name = wanted("name").expect("a webhook name matcher");
-                    for hook in &hooks {
-                        assert!(by_name.is_match(hook), "{alert} misses {hook}");
-                    }
-                    assert!(!by_name.is_match("status.mutate.other.example.com"));
-                }
-                own => {
-                    assert!(own.starts_with("wfe_admission_"), "{alert}: {own}");
-                    assert_eq!(wanted("namespace").map(|m| m.value.as_str()), Some(NS));
-                    let found = exported.iter().any(|(series, labels)| {
-                        series == own && own_labels_match(matchers, labels)
-                    });
-                    assert!(
-                        found,
-                        "{alert}: no exported series {own} matches {matchers:?}; exported:\n{exported:?}"
-                    );
-                }
+                assert!(!by_name.is_match("status.mutate.other.example.com"));
+            } else {
+                assert!(name.starts_with("wfe_admission_"), "{what}: {name}");
+                assert_eq!(wanted("namespace").map(|m| m.value.as_str()), Some(NS));
+                let found = self
+                    .exported
+                    .iter()
+                    .any(|(series, labels)| series == name && own_labels_match(matchers, labels));
+                assert!(
+                    found,
+                    "{what}: no exported series {name} matches {matchers:?}; exported:\n{:?}",
+                    self.exported
+                );
             }
-        }
-        if alert == "WfeAdmissionCertificateExpiresSoon" {
-            assert!(text.ends_with(&format!("< {}", 3 * 86_400)), "{text}");
         }
     }
 }
@@ -164,6 +236,11 @@ fn exported_series() -> Vec<(String, BTreeMap<String, String>)> {
         for reason in reasons {
             metrics.verdict(endpoint, &denied(reason));
         }
+        drop(metrics.timer(endpoint));
+        let mut corrected = denied(DenyReason::MissingObject);
+        corrected.decision = Decision::Allow;
+        corrected.corrections.push("status.x".into());
+        metrics.verdict(endpoint, &corrected);
     }
     metrics.cert_loaded(1_800_000_000);
     metrics.cert_reload_failed();

@@ -34,35 +34,71 @@ pub async fn serves_from_an_empty_root(ctx: Arc<Ctx>) -> Result<()> {
         .arg(&archive)
         .arg("-C")
         .arg(mkdir(&layout)?))?;
-    let image = Image::read(&layout)?;
-    image.check_config()?;
-    let root = work_dir.join("rootfs");
-    image.unpack(&mkdir(&root)?)?;
-    let files = files_under(&root)?;
+    let images = Image::read_all(&layout)?;
+    let platforms: BTreeSet<&str> = images.iter().map(|i| i.arch.as_str()).collect();
     ensure!(
-        files == BTreeSet::from(["wfe-admission".to_string()]),
-        "the image holds more than the binary: {files:?}"
+        platforms == BTreeSet::from(["amd64", "arm64"]),
+        "platforms: {platforms:?}"
     );
-    check_dependency_list(&root.join("wfe-admission"), &work_dir)?;
-
     // What the chart mounts: the serving pair and (here, as there is no service account) a
-    // kubeconfig with the webhook's identity. Only these are added to the unpacked image.
+    // kubeconfig with the webhook's identity. Only these are added to the unpacked images.
     let pair = certgen::generate(&["127.0.0.1".to_string()], Validity::days(1))?;
-    let certs = mkdir(&root.join("certs"))?;
-    std::fs::write(certs.join("tls.crt"), &pair.cert)?;
-    std::fs::write(certs.join("tls.key"), &pair.key)?;
-    let kube = mkdir(&root.join("kube"))?;
-    std::fs::write(kube.join("config"), kubeconfig(&ctx)?)?;
+    for image in &images {
+        let arch = &image.arch;
+        image.check_config()?;
+        let root = mkdir(&work_dir.join(format!("rootfs-{arch}")))?;
+        image.unpack(&root)?;
+        let files = files_under(&root)?;
+        ensure!(
+            files == BTreeSet::from(["wfe-admission".to_string()]),
+            "linux/{arch}: the image holds more than the binary: {files:?}"
+        );
+        // The host's binutils read only its own architecture; build.sh installed the cross ones.
+        let objcopy = if arch == "arm64" {
+            "aarch64-linux-gnu-objcopy"
+        } else {
+            "objcopy"
+        };
+        check_dependency_list(&root.join("wfe-admission"), objcopy, &work_dir)
+            .with_context(|| format!("linux/{arch}"))?;
+        let certs = mkdir(&root.join("certs"))?;
+        std::fs::write(certs.join("tls.crt"), &pair.cert)?;
+        std::fs::write(certs.join("tls.key"), &pair.key)?;
+        let kube = mkdir(&root.join("kube"))?;
+        std::fs::write(kube.join("config"), kubeconfig(&ctx)?)?;
+        // amd64 as a runtime would start it: in its own root, as the chart's user. arm64 under
+        // qemu-user (build.sh installed it), which needs the host's root to find the binary.
+        let runner = if arch == "amd64" {
+            Runner::Chroot
+        } else {
+            Runner::Qemu
+        };
+        serve_and_judge(&ctx, &root, runner, &image.env()?, &pair.ca_cert, &work_dir)
+            .await
+            .with_context(|| format!("linux/{arch}"))?;
+    }
+    Ok(())
+}
 
+/// Starts the unpacked image's server; /readyz, an illegal move refused over TLS, its Event in
+/// the API server, /metrics, then SIGTERM and a clean exit with JSON logs.
+async fn serve_and_judge(
+    ctx: &Ctx,
+    root: &Path,
+    runner: Runner,
+    env: &[(String, String)],
+    ca_pem: &str,
+    work: &Path,
+) -> Result<()> {
     let (port, probe_port) = (free_port()?, free_port()?);
-    let mut server = Server::start(&root, &image.env()?, port, probe_port, &work_dir)?;
+    let mut server = Server::start(root, runner, env, port, probe_port, work)?;
     let https = reqwest::Client::builder()
         .use_rustls_tls()
-        .add_root_certificate(reqwest::Certificate::from_pem(pair.ca_cert.as_bytes())?)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes())?)
         .build()?;
     let plain = reqwest::Client::new();
     let probe = format!("http://127.0.0.1:{probe_port}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         server.check_running()?;
         let ready = plain.get(format!("{probe}/readyz")).send().await;
@@ -71,7 +107,7 @@ pub async fn serves_from_an_empty_root(ctx: Arc<Ctx>) -> Result<()> {
         }
         ensure!(
             tokio::time::Instant::now() < deadline,
-            "the image's /readyz did not answer 200 within 20 s"
+            "the image's /readyz did not answer 200 within 30 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -99,7 +135,7 @@ pub async fn serves_from_an_empty_root(ctx: Arc<Ctx>) -> Result<()> {
         NS,
         "IllegalPhaseTransition",
         &name,
-        Duration::from_secs(20),
+        Duration::from_secs(30),
     )
     .await?;
     let metrics = plain
@@ -147,9 +183,9 @@ fn build(out: &Path) -> Result<PathBuf> {
 
 /// The dependency list cargo auditable embeds (what image scanners read): the binary's own
 /// crates at Cargo.lock's versions, none of the test tree's.
-fn check_dependency_list(binary: &Path, work: &Path) -> Result<()> {
+fn check_dependency_list(binary: &Path, objcopy: &str, work: &Path) -> Result<()> {
     let section = work.join("dep-v0.zlib");
-    run(Command::new("objcopy")
+    run(Command::new(objcopy)
         .arg(format!("--dump-section=.dep-v0={}", section.display()))
         .arg(binary)
         .arg(work.join("objcopy-out")))?;
@@ -217,30 +253,53 @@ fn locked_versions() -> Result<BTreeSet<(String, String)>> {
     Ok(out)
 }
 
-/// An OCI image layout (index.json and blobs/) holding one image.
+/// One platform's image in an OCI image layout (index.json and blobs/).
 struct Image {
     layout: PathBuf,
+    arch: String,
     manifest: Value,
     config: Value,
 }
 
 impl Image {
-    fn read(layout: &Path) -> Result<Self> {
-        let index: Value = json_file(&layout.join("index.json"))?;
-        let manifests = index["manifests"].as_array().context("index.json")?;
-        ensure!(manifests.len() == 1, "one image expected: {index}");
-        let tag = &manifests[0]["annotations"]["org.opencontainers.image.ref.name"];
+    /// The images of the layout's one entry: an image index tagged with the package version.
+    fn read_all(layout: &Path) -> Result<Vec<Self>> {
+        let top: Value = json_file(&layout.join("index.json"))?;
+        let entries = top["manifests"].as_array().context("index.json")?;
+        ensure!(entries.len() == 1, "one entry expected: {top}");
+        let tag = &entries[0]["annotations"]["org.opencontainers.image.ref.name"];
         ensure!(
             tag == env!("CARGO_PKG_VERSION"),
             "the archive's tag {tag} is not the package version"
         );
-        let manifest = blob(layout, &manifests[0]["digest"])?;
-        let config = blob(layout, &manifest["config"]["digest"])?;
-        Ok(Self {
-            layout: layout.to_path_buf(),
-            manifest,
-            config,
-        })
+        ensure!(
+            entries[0]["mediaType"] == "application/vnd.oci.image.index.v1+json",
+            "not a multi-platform index: {}",
+            entries[0]
+        );
+        let index = blob(layout, &entries[0]["digest"])?;
+        let mut images = Vec::new();
+        for entry in index["manifests"].as_array().context("the image index")? {
+            let manifest = blob(layout, &entry["digest"])?;
+            let config = blob(layout, &manifest["config"]["digest"])?;
+            let arch = entry["platform"]["architecture"]
+                .as_str()
+                .context("an index entry without a platform")?
+                .to_string();
+            ensure!(
+                entry["platform"]["os"] == "linux" && config["architecture"] == arch.as_str(),
+                "platform {} against config {}",
+                entry["platform"],
+                config["architecture"]
+            );
+            images.push(Self {
+                layout: layout.to_path_buf(),
+                arch,
+                manifest,
+                config,
+            });
+        }
+        Ok(images)
     }
 
     /// What the chart's Deployment relies on: its arguments follow the entrypoint, it runs as
@@ -269,11 +328,7 @@ impl Image {
                 && labels["org.opencontainers.image.licenses"] == env!("CARGO_PKG_LICENSE"),
             "labels: {labels}"
         );
-        ensure!(
-            self.config["architecture"] == "amd64" && self.config["os"] == "linux",
-            "platform: {}",
-            self.config
-        );
+        ensure!(self.config["os"] == "linux", "platform: {}", self.config);
         Ok(())
     }
 
@@ -377,7 +432,16 @@ fn illegal_review(stored: &kube::core::DynamicObject) -> Result<Value> {
     Ok(review)
 }
 
-/// The image's server under chroot, its stdout and stderr in one log file.
+/// How the unpacked image is run.
+#[derive(Clone, Copy)]
+enum Runner {
+    /// `chroot` into it (the host's architecture).
+    Chroot,
+    /// qemu-user for aarch64, with the paths of the host.
+    Qemu,
+}
+
+/// The image's server, its stdout and stderr in one log file.
 struct Server {
     child: Child,
     log: PathBuf,
@@ -386,38 +450,46 @@ struct Server {
 impl Server {
     fn start(
         root: &Path,
+        runner: Runner,
         env: &[(String, String)],
         port: u16,
         probe_port: u16,
         work: &Path,
     ) -> Result<Self> {
-        let log = work.join("image-server.log");
+        let log = work.join(format!(
+            "image-server-{}.log",
+            root.file_name().unwrap_or_default().to_string_lossy()
+        ));
         let out = std::fs::File::create(&log)?;
-        // As root (CI): chroot and drop to the chart's user. Otherwise an unprivileged user
-        // namespace lends the chroot, with the caller's own user inside.
-        let mut cmd = if is_root()? {
-            let mut c = Command::new("chroot");
-            c.arg(format!("--userspec={CHART_USER}"));
-            c
-        } else {
-            let mut c = Command::new("unshare");
-            c.args(["--user", "--map-root-user", "chroot"]);
-            c
+        let (mut cmd, inside) = match runner {
+            // As root (CI): chroot and drop to the chart's user. Otherwise an unprivileged user
+            // namespace lends the chroot, with the caller's own user inside.
+            Runner::Chroot if is_root()? => {
+                let mut c = Command::new("chroot");
+                c.arg(format!("--userspec={CHART_USER}")).arg(root);
+                (c, PathBuf::from("/"))
+            }
+            Runner::Chroot => {
+                let mut c = Command::new("unshare");
+                c.args(["--user", "--map-root-user", "chroot"]).arg(root);
+                (c, PathBuf::from("/"))
+            }
+            Runner::Qemu => (Command::new("qemu-aarch64-static"), root.to_path_buf()),
         };
+        let path = |p: &str| inside.join(p).display().to_string();
         let child = cmd
-            .arg(root)
+            .arg(path("wfe-admission"))
             .args([
-                "/wfe-admission",
-                "serve",
-                &format!("--listen=127.0.0.1:{port}"),
-                &format!("--probe-listen=127.0.0.1:{probe_port}"),
-                "--tls-cert=/certs/tls.crt",
-                "--tls-key=/certs/tls.key",
-                "--kubeconfig=/kube/config",
-                "--shutdown-delay=0s",
-                "--shutdown-grace=5s",
+                "serve".to_string(),
+                format!("--listen=127.0.0.1:{port}"),
+                format!("--probe-listen=127.0.0.1:{probe_port}"),
+                format!("--tls-cert={}", path("certs/tls.crt")),
+                format!("--tls-key={}", path("certs/tls.key")),
+                format!("--kubeconfig={}", path("kube/config")),
+                "--shutdown-delay=0s".to_string(),
+                "--shutdown-grace=5s".to_string(),
             ])
-            // The image's environment (its PATH also finds chroot and unshare here).
+            // The image's environment (its PATH also finds chroot, unshare and qemu here).
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("POD_NAMESPACE", NS)
@@ -425,7 +497,7 @@ impl Server {
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()
-            .context("cannot start chroot")?;
+            .with_context(|| format!("cannot start {cmd:?}"))?;
         Ok(Self { child, log })
     }
 

@@ -22,11 +22,16 @@ const CHART_USER: &str = "65532:65532";
 pub async fn serves_from_an_empty_root(ctx: Arc<Ctx>) -> Result<()> {
     let work = tempfile::tempdir()?;
     let work_dir = work.path().to_path_buf();
-    let archive = tokio::task::spawn_blocking({
-        let out = work_dir.join("out");
-        move || build(&out)
+    let (archive, again) = tokio::task::spawn_blocking({
+        let work = work_dir.clone();
+        move || Ok::<_, anyhow::Error>((build(&work.join("out"))?, build(&work.join("again"))?))
     })
     .await??;
+    // Reproducible: the commit's time, no host names or build paths in the image.
+    ensure!(
+        top_index(&archive)? == top_index(&again)?,
+        "two builds of one commit gave different images"
+    );
 
     let layout = work_dir.join("layout");
     run(Command::new("tar")
@@ -251,6 +256,21 @@ fn locked_versions() -> Result<BTreeSet<(String, String)>> {
         }
     }
     Ok(out)
+}
+
+/// The archive's index.json, which names the image index by digest.
+fn top_index(archive: &Path) -> Result<String> {
+    let out = Command::new("tar")
+        .arg("-xOf")
+        .arg(archive)
+        .arg("index.json")
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "no index.json in {}",
+        archive.display()
+    );
+    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// One platform's image in an OCI image layout (index.json and blobs/).

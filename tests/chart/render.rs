@@ -74,6 +74,7 @@ pub fn cases() -> Vec<Case> {
         case!(monitoring::prometheus_rule_alerts_select_what_is_exported),
         case!(monitoring::grafana_dashboard_queries_select_what_is_exported),
         case!(values::names_follow_the_release),
+        case!(values::chart_readme_names_every_top_level_value),
     ]
 }
 

@@ -202,3 +202,29 @@ pub(super) fn names_follow_the_release(ctx: &mut Ctx) {
         m.ids()
     );
 }
+
+/// `helm show readme` (what Artifact Hub shows) lists every top-level value in its table.
+pub(super) fn chart_readme_names_every_top_level_value(ctx: &mut Ctx) {
+    let chart = chart_dir();
+    let out = ctx
+        .helm()
+        .run(&["show", "readme", path_str(&chart)])
+        .expect("helm show readme");
+    assert!(out.status.success(), "{out:?}");
+    let readme = String::from_utf8(out.stdout).expect("utf-8");
+    let table = readme.split("## Values").nth(1).expect("a Values section");
+    let values: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(chart.join("values.yaml")).expect("values.yaml"),
+    )
+    .expect("values.yaml is YAML");
+    let keys = values.as_object().expect("values are a map");
+    assert!(keys.len() > 30, "{} keys", keys.len());
+    let missing: Vec<&String> = keys
+        .keys()
+        .filter(|k| !table.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the chart README does not name {missing:?}"
+    );
+}

@@ -1,7 +1,8 @@
 //! The container image as a cluster would run it: image/build.sh builds it with buildah from
-//! image/Dockerfile, its config says what the chart relies on, and its root filesystem, unpacked
-//! and entered with chroot as the chart's user, serves the webhook and records the Event
-//! through the real API server with nothing but the binary inside.
+//! image/Dockerfile for amd64 and arm64, each config says what the chart relies on, and each
+//! root filesystem, unpacked and started (amd64 with chroot as the chart's user, arm64 under
+//! qemu-user), serves the webhook and records the Event through the real API server with
+//! nothing but the binary inside.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ pub async fn serves_from_an_empty_root(ctx: Arc<Ctx>) -> Result<()> {
         move || Ok::<_, anyhow::Error>((build(&work.join("out"))?, build(&work.join("again"))?))
     })
     .await??;
-    // Reproducible: the commit's time, no host names or build paths in the image.
+    // Reproducible: the image's time is the commit's, and the binaries are cached builds.
     ensure!(
         top_index(&archive)? == top_index(&again)?,
         "two builds of one commit gave different images"

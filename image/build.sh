@@ -69,7 +69,7 @@ for arch in "${ARCHES[@]}"; do
   if [[ "$arch" == arm64 ]]; then
     need_packages aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross
     need_packages qemu-aarch64-static qemu-user-static
-    if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+    if ! grep -qx aarch64-unknown-linux-gnu <<<"$(rustup target list --installed)"; then
       log "adding the rustup target aarch64-unknown-linux-gnu"
       rustup target add aarch64-unknown-linux-gnu >&2
     fi
@@ -81,7 +81,7 @@ need_packages buildah buildah
 # (Trivy, Grype, Syft) read to report vulnerable crates in the image.
 AUDITABLE_VERSION=0.7.7
 export PATH="$CACHE_ROOT/tools/bin:$PATH"
-if ! cargo install --list --root "$CACHE_ROOT/tools" | grep -qx "cargo-auditable v$AUDITABLE_VERSION:"; then
+if ! grep -qx "cargo-auditable v$AUDITABLE_VERSION:" <<<"$(cargo install --list --root "$CACHE_ROOT/tools")"; then
   log "installing cargo-auditable $AUDITABLE_VERSION from crates.io"
   cargo install --locked --quiet --root "$CACHE_ROOT/tools" cargo-auditable --version "$AUDITABLE_VERSION" >&2
 fi
@@ -105,11 +105,14 @@ context="$OUT/context"
 rm -rf "$context"
 for arch in "${ARCHES[@]}"; do
   bin="$CACHE_ROOT/target-image/$(rust_target "$arch")/release/wfe-admission"
+  # Read whole before matching: `readelf | grep -q` under pipefail fails whenever grep exits
+  # before readelf has written everything (SIGPIPE).
+  headers="$(readelf --program-headers --section-headers "$bin")" || die "readelf cannot read $bin"
   # A scratch image has no dynamic loader: refuse a binary that would need one.
-  if readelf --program-headers "$bin" | grep -q 'program interpreter'; then
+  if grep -q 'program interpreter' <<<"$headers"; then
     die "$bin is dynamically linked"
   fi
-  readelf --section-headers "$bin" | grep -q '\.dep-v0' || die "$bin carries no dependency list"
+  grep -q '\.dep-v0' <<<"$headers" || die "$bin carries no dependency list"
   run=("$bin")
   [[ "$arch" == arm64 ]] && run=(qemu-aarch64-static "$bin")
   reported="$("${run[@]}" --version)" || die "$bin does not run"

@@ -4,23 +4,31 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn check(old: &str, new: &str, extra: &[&str]) -> (i32, Value, String) {
+/// The binary with `args`: its exit code, its stdout as JSON (null when it is not), its stderr.
+fn wfe_admission(args: &[String]) -> (i32, Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
-        .args(["check", "--old"])
-        .arg(format!("tests/data/check/{old}"))
-        .arg("--new")
-        .arg(format!("tests/data/check/{new}"))
-        .args(["--now", "2026-11-27T10:03:30Z"])
-        .args(extra)
+        .args(args)
         .output()
         .expect("run wfe-admission");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
     (
         out.status.code().expect("exit code"),
-        json,
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
+}
+
+fn check(old: &str, new: &str, extra: &[&str]) -> (i32, Value, String) {
+    let mut args: Vec<String> = vec![
+        "check".into(),
+        "--old".into(),
+        format!("tests/data/check/{old}"),
+        "--new".into(),
+        format!("tests/data/check/{new}"),
+        "--now".into(),
+        "2026-11-27T10:03:30Z".into(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    wfe_admission(&args)
 }
 
 #[test]
@@ -125,16 +133,11 @@ fn a_bad_config_file_names_the_key() {
 }
 
 fn match_conditions(extra: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
-        .arg("match-conditions")
-        .args(extra)
-        .output()
-        .expect("run wfe-admission");
-    (
-        out.status.code().expect("exit code"),
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let args: Vec<String> = std::iter::once("match-conditions")
+        .chain(extra.iter().copied())
+        .map(String::from)
+        .collect();
+    wfe_admission(&args)
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 use super::load::{self, LoadResult, LoadSpec, Req, Target};
@@ -57,9 +57,12 @@ pub fn server_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-async fn free_port() -> anyhow::Result<SocketAddr> {
-    let l = TcpListener::bind(("127.0.0.1", 0)).await?;
-    Ok(l.local_addr()?)
+/// A loopback port nothing listens on at the moment (bound, read and released), for a child
+/// process to bind. The tests that start the binary use it too.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
 }
 
 async fn readyz(addr: SocketAddr) -> bool {
@@ -104,7 +107,8 @@ pub async fn measure(
     let dir = tempfile_dir()?;
     let bundle = super::inproc::bundle()?;
     certgen::write(&bundle, &dir)?;
-    let (listen, probe) = (free_port().await?, free_port().await?);
+    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let (listen, probe) = (loopback(free_port()?), loopback(free_port()?));
     let mut cmd = Command::new(binary);
     cmd.arg("serve")
         .arg("--tls-cert")

@@ -2,7 +2,7 @@
 //! dir laid out like a Secret volume, JSON logs captured to a file, and SIGTERM sent the way the
 //! kubelet does (`kill -TERM`).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -19,10 +19,7 @@ pub struct Webhook {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    wfe_admission::bench::process::free_port().expect("a free loopback port")
 }
 
 impl Webhook {

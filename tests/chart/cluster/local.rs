@@ -29,10 +29,7 @@ pub(super) fn local_args(stored_deployment: &Value, replace: &[(&str, String)]) 
 }
 
 pub(super) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    wfe_admission::bench::process::free_port().expect("free port")
 }
 
 /// The webhook binary as a child process; killed on drop.

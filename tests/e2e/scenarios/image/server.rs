@@ -121,9 +121,3 @@ fn is_root() -> Result<bool> {
     let out = Command::new("id").arg("-u").output()?;
     Ok(String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
-
-pub(super) fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}

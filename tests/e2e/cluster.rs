@@ -46,11 +46,7 @@ pub fn client(url: &str, ca_file: &str, token: &str) -> Result<Client> {
 /// `extraResources`).
 pub const LOOSE_GROUP: &str = "loose.kubernaut.ai";
 
-pub fn wfe_resource() -> ApiResource {
-    resource_in("kubernaut.ai")
-}
-
-pub fn resource_in(group: &str) -> ApiResource {
+fn resource_in(group: &str) -> ApiResource {
     ApiResource {
         group: group.into(),
         version: "v1alpha1".into(),
@@ -61,7 +57,12 @@ pub fn resource_in(group: &str) -> ApiResource {
 }
 
 pub fn wfe_api(client: &Client, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &wfe_resource())
+    wfe_api_in(client, ns, "kubernaut.ai")
+}
+
+/// WorkflowExecutions of the CRD copy in `group`.
+pub fn wfe_api_in(client: &Client, ns: &str, group: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &resource_in(group))
 }
 
 pub async fn create_namespace(admin: &Client, name: &str) -> Result<()> {
@@ -140,7 +141,7 @@ pub async fn create_wfe_in(
             "targetResource": format!("{ns}/Deployment/web")
         }
     }))?;
-    let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), ns, &resource_in(group));
+    let api = wfe_api_in(admin, ns, group);
     eventually(
         &format!("creating WorkflowExecution {ns}/{name} in {group}"),
         Duration::from_secs(20),

@@ -25,7 +25,7 @@ use wfe_admission::policy::time;
 use super::match_condition::counted;
 use super::{CLEAR_REASON, failure_details};
 use crate::cluster::{
-    LOOSE_GROUP, Status, create_wfe_in, merge_status, put_status, resource_in, status_of,
+    LOOSE_GROUP, Status, create_wfe_in, merge_status, put_status, status_of, wfe_api_in,
 };
 use crate::harness::{Ctx, NS};
 
@@ -64,8 +64,7 @@ const DUPLICATES: &str = "loose-duplicates";
 /// without `x-kubernetes-list-type: map` stores and only a write around the webhook produces.
 pub async fn prepare(admin: &Client) -> Result<()> {
     create_wfe_in(admin, NS, DUPLICATES, LOOSE_GROUP).await?;
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(admin.clone(), NS, &resource_in(LOOSE_GROUP));
+    let api = wfe_api_in(admin, NS, LOOSE_GROUP);
     put_status(&api, DUPLICATES, |s| {
         s.insert("phase".into(), json!("Running"));
         s.insert("executionStatus".into(), json!({"status": "Unknown", "message": "started"}));
@@ -334,11 +333,7 @@ pub async fn mutate_only_when_combining_may_change(ctx: Arc<Ctx>) -> Result<()> 
 
     // A stored list with a type twice: combining keeps the later entry as stored, so even a
     // write that changes nothing else is combined, and a change to that entry is put back.
-    let loose = Api::namespaced_with(
-        ctx.clients.controller.clone(),
-        NS,
-        &resource_in(LOOSE_GROUP),
-    );
+    let loose = wfe_api_in(&ctx.clients.controller, NS, LOOSE_GROUP);
     let what = "a progress report beside a duplicated condition type";
     put(&ctx, &loose, DUPLICATES, what, true, |s| {
         change(s, 0, &mut rng);
@@ -380,8 +375,7 @@ async fn random_writes(ctx: &Ctx, objects: &[(&str, &str)]) -> Result<()> {
     let mut tally = Tally::default();
     let mut stored = Vec::new();
     for (group, name) in objects {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.clients.admin.clone(), NS, &resource_in(group));
+        let api = wfe_api_in(&ctx.clients.admin, NS, group);
         stored.push((*group, api.get_status(name).await?));
     }
     for i in 0..WRITES {
@@ -393,7 +387,7 @@ async fn random_writes(ctx: &Ctx, objects: &[(&str, &str)]) -> Result<()> {
             1 + rng.below(2)
         };
         let (who, client) = writers[writer];
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &resource_in(group));
+        let api = wfe_api_in(client, NS, group);
         let mut status = status_of(&object);
         let mut done = Vec::new();
         for _ in 0..rng.below(4) {

@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{ApiResource, DynamicObject, DynamicResourceScope, Resource};
 use serde::de::value::SeqAccessDeserializer;
-use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
@@ -141,7 +141,7 @@ impl<'de> Visitor<'de> for Kept<'_> {
             if self.0.iter().any(|k| *k == key) {
                 out.insert(key.into_owned(), map.next_value::<Value>()?);
             } else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value::<Checked>()?;
             }
         }
         Ok(Value::Object(out))
@@ -184,6 +184,68 @@ impl<'de> Visitor<'de> for Kept<'_> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// A status field /validate does not read: built into nothing, but read as strictly as building
+/// it would be. serde_json's own skipping (`IgnoredAny`) lets through what building refuses
+/// (half a surrogate pair, a number out of f64's range, nesting past its depth limit), so the
+/// same bytes would be judged by /validate and refused by /mutate.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Checked)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Checked, D::Error> {
         d.deserialize_any(self)
     }
 }
@@ -308,6 +370,37 @@ mod tests {
                 .body()
                 .get("status"),
             None
+        );
+    }
+
+    #[test]
+    fn keeping_refuses_what_building_refuses() {
+        let nested = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for field in [
+            r#""0\uD822ply""#.to_string(),
+            r#""\uDC00""#.to_string(),
+            "1e400".to_string(),
+            "-1e999".to_string(),
+            nested,
+            r#"{"k": [1, "\uD800\uD800"]}"#.to_string(),
+        ] {
+            let text = format!(r#"{{"status": {{"phase": "Running", "skipped": {field}}}}}"#);
+            let built = serde_json::from_str::<StatusObject>(&text).map(|_| ());
+            let skipped = keeping(&["phase"], || serde_json::from_str::<StatusObject>(&text));
+            assert!(built.is_err(), "{field}");
+            assert_eq!(
+                skipped.map(|_| ()).map_err(|e| e.to_string()),
+                built.map_err(|e| e.to_string()),
+                "{field}"
+            );
+        }
+        // What building accepts, skipping accepts too: escapes, pairs, big and small numbers.
+        let text = r#"{"status": {"phase": "Running", "skipped":
+            [{"m": "\uD83D\uDE00 \n \u00e9", "n": [1e308, -0.0, 18446744073709551615, null]}]}}"#;
+        let only = keeping(&["phase"], || serde_json::from_str::<StatusObject>(text));
+        assert_eq!(
+            only.expect("kept").body(),
+            &json!({"status": {"phase": "Running"}})
         );
     }
 

@@ -355,7 +355,7 @@ async fn more_unreadable_bodies_get_a_400_and_the_server_keeps_serving() {
     bad_operation["request"]["operation"] = json!("PATCH");
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     // A broken byte where /validate skips (a condition) and where both skip (spec): refused by
-    // both alike, not judged by one and refused by the other.
+    // both alike (the whole body must be UTF-8), not judged by one and refused by the other.
     let mut broken = good.clone();
     broken["request"]["object"]["status"]["conditions"] =
         json!([{"type": "Ready", "message": "@@"}]);
@@ -368,12 +368,29 @@ async fn more_unreadable_bodies_get_a_400_and_the_server_keeps_serving() {
         out
     };
     let broken_condition = replace(broken.clone(), b"@@");
-    let broken_spec = replace(broken, b"##");
+    let broken_spec = replace(broken.clone(), b"##");
+    // What building a value refuses and serde_json's skipping let through, in a status field
+    // /validate does not read (found by the fuzzer): both endpoints must refuse it alike.
+    let in_condition = |text: &str| -> Vec<u8> {
+        String::from_utf8_lossy(&broken)
+            .replace("\"@@\"", text)
+            .into_bytes()
+    };
+    let nested = format!("{}1{}", "[".repeat(200), "]".repeat(200));
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty body", Vec::new()),
         ("not UTF-8", vec![0xff, 0xfe, 0x00, 0x7b]),
         ("not UTF-8 in a status condition", broken_condition),
         ("not UTF-8 in spec", broken_spec),
+        (
+            "half a surrogate pair in a status condition",
+            in_condition(r#""0\uD822ply""#),
+        ),
+        (
+            "a number past f64 in a status condition",
+            in_condition("1e400"),
+        ),
+        ("200 deep in a status condition", in_condition(&nested)),
         ("JSON null", b"null".to_vec()),
         ("a JSON string", br#""AdmissionReview""#.to_vec()),
         ("nested 100000 deep", deep.into_bytes()),
@@ -412,6 +429,22 @@ async fn more_unreadable_bodies_get_a_400_and_the_server_keeps_serving() {
             );
             let text = resp.text().await.expect("text");
             assert!(text.contains("AdmissionReview"), "{name}: {text}");
+        }
+    }
+    // The same in spec, which neither endpoint reads or builds: both judge the review alike.
+    for text in [r#""0\uD822ply""#, "1e400", &nested] {
+        let body = String::from_utf8_lossy(&broken).replace("\"##\"", text);
+        for endpoint in ["/validate", "/mutate"] {
+            let resp = c
+                .post(server.url(endpoint))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .expect("send");
+            assert_eq!(resp.status(), 200, "{text} in spec on {endpoint}");
+            let answer: Value = resp.json().await.expect("json");
+            assert_eq!(answer["response"]["allowed"], true, "{endpoint}: {answer}");
         }
     }
     // Another method or path on the TLS port: a plain HTTP error, not an AdmissionReview.

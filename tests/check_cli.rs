@@ -176,3 +176,42 @@ fn match_conditions_print_what_the_chart_renders_for_a_policy() {
     assert_eq!((code, out), (2, Value::Null));
     assert!(err.contains("missing.yaml"), "{err}");
 }
+
+#[test]
+fn verify_exits_2_when_it_cannot_ask_the_api_server() {
+    // No kubeconfig where it points.
+    let (code, _, stderr) = wfe_admission(&[
+        "verify".into(),
+        "--kubeconfig".into(),
+        "/nonexistent/kubeconfig".into(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("cannot read kubeconfig /nonexistent/kubeconfig"),
+        "{stderr}"
+    );
+    // An API server that is not there: nothing was checked, so neither pass (0) nor fail (1).
+    let port = wfe_admission::bench::process::free_port().expect("a free port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("config");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"
+        ),
+    )
+    .expect("write kubeconfig");
+    let (code, _, stderr) = wfe_admission(&[
+        "verify".into(),
+        "--kubeconfig".into(),
+        kubeconfig.display().to_string(),
+        "--namespace".into(),
+        "wfe".into(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot list workflowexecutions"), "{stderr}");
+    // --name needs --namespace.
+    let (code, _, stderr) = wfe_admission(&["verify".into(), "--name".into(), "x".into()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--namespace"), "{stderr}");
+}

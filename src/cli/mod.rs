@@ -1,4 +1,4 @@
-//! Subcommands: serve, check, certs, repair, match-conditions.
+//! Subcommands: serve, check, certs, repair, verify, match-conditions.
 
 pub mod certs;
 pub mod check;
@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod kube;
 pub mod repair;
 pub mod serve;
+pub mod verify;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -47,6 +48,9 @@ pub enum Command {
     Certs(certs::CertsArgs),
     /// Fix stored objects whose derived status fields are missing or stale (one write each).
     Repair(repair::RepairArgs),
+    /// Check, with dry-run status writes to one stored object, that the API server calls both
+    /// webhooks (exit 0), not (1), or could not tell (2).
+    Verify(verify::VerifyArgs),
     /// Print the built-in CEL match conditions of both webhooks for a policy.
     MatchConditions(conditions::MatchConditionsArgs),
 }
@@ -100,5 +104,6 @@ pub fn run(cli: Cli) -> ExitCode {
             init_logging(cli.log_format, &cli.log);
             repair::run(args)
         }
+        Command::Verify(args) => verify::run(args),
     }
 }

@@ -113,6 +113,15 @@ impl PhaseMachine {
         self.transitions.get(from).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// A known phase `from` may not move to (`verify` asks the API server for one, expecting a
+    /// denial); none when `from` is unknown or may move anywhere.
+    pub fn illegal_target(&self, from: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .map(String::as_str)
+            .find(|to| self.check(from, to).is_err())
+    }
+
     /// The stored phase: absent or empty means the initial phase.
     pub fn current<'a>(&'a self, old: PhaseValue<'a>) -> &'a str {
         match old {
@@ -181,6 +190,27 @@ mod tests {
                 assert_eq!(m.check(from, to).is_ok(), expected, "{from} -> {to}");
             }
         }
+    }
+
+    #[test]
+    fn an_illegal_target_is_found_for_each_known_phase() {
+        let m = machine();
+        for (from, to) in [
+            ("Pending", Some("Completed")),
+            ("Running", Some("Pending")),
+            ("Completed", Some("Pending")),
+            ("Failed", Some("Pending")),
+            ("Paused", None),
+        ] {
+            assert_eq!(m.illegal_target(from), to, "{from}");
+        }
+        // A table where one phase may go anywhere has no illegal target from it.
+        let mut config = PhaseConfig::default();
+        config.transitions.insert(
+            "Pending".into(),
+            vec!["Running".into(), "Completed".into(), "Failed".into()],
+        );
+        assert_eq!(PhaseMachine::new(&config).illegal_target("Pending"), None);
     }
 
     #[test]

@@ -291,8 +291,10 @@ fn install_cert_manager_mode(ctx: &mut Ctx) {
                 "grafanaDashboard": {"enabled": true}, "networkPolicy": {"enabled": true}}),
     );
     let mut release = cluster.install(helm, &values);
-    // NOTES.txt tells the admin where rejections and corrections show up.
+    // NOTES.txt tells the admin how to check the wiring and where rejections and corrections
+    // show up.
     for needle in [
+        "wfe-admission verify",
         "kubectl get events -A --field-selector reason=IllegalPhaseTransition",
         "kubectl get events -A --field-selector reason=StatusFieldRestored",
     ] {

@@ -42,6 +42,27 @@ pub struct Access {
     pub url: String,
     pub ca_file: String,
     pub webhook_token: String,
+    pub operator_token: String,
+}
+
+impl Access {
+    /// A kubeconfig that authenticates with `token` (the webhook's, the operator's).
+    pub fn kubeconfig(&self, token: &str) -> Result<String> {
+        use base64::Engine as _;
+        let ca = std::fs::read(&self.ca_file)
+            .with_context(|| format!("cannot read {}", self.ca_file))?;
+        let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+        let config = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "e2e", "cluster": {
+                "server": self.url, "certificate-authority-data": ca}}],
+            "users": [{"name": "e2e", "user": {"token": token}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "e2e"}}],
+            "current-context": "e2e",
+        });
+        Ok(serde_json::to_string_pretty(&config)?)
+    }
 }
 
 pub type ScenarioFn = fn(Arc<Ctx>) -> BoxFuture<'static, Result<()>>;
@@ -196,6 +217,7 @@ async fn setup(plane: &ControlPlane) -> Result<Ctx> {
             url: url.to_string(),
             ca_file: ca.to_string(),
             webhook_token: token("WEBHOOK")?.to_string(),
+            operator_token: token("OPERATOR")?.to_string(),
         },
     })
 }

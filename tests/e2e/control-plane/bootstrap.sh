@@ -45,7 +45,7 @@ apply "$RBAC/clusterroles/wfe-e2e:workflowexecution-writer" '{
   "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
   "metadata": {"name": "wfe-e2e:workflowexecution-writer"},
   "rules": [{
-    "apiGroups": ["kubernaut.ai", "loose.kubernaut.ai"],
+    "apiGroups": ["kubernaut.ai", "loose.kubernaut.ai", "unguarded.kubernaut.ai"],
     "resources": ["workflowexecutions", "workflowexecutions/status"],
     "verbs": ["get", "list", "watch", "update", "patch"]
   }]

@@ -10,6 +10,7 @@ mod match_condition;
 mod merging;
 pub mod mutate_condition;
 pub mod repair;
+mod verify;
 mod webhook_down;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -106,6 +107,16 @@ pub fn all() -> Vec<Scenario> {
             "repair_fixes_each_broken_object_with_one_write",
             MINUTE,
             repair::repair
+        ),
+        scenario!(
+            "verify_passes_with_both_webhooks_and_leaves_nothing",
+            MINUTE,
+            verify::both_webhooks
+        ),
+        scenario!(
+            "verify_fails_where_no_webhook_is_called",
+            MINUTE,
+            verify::unguarded
         ),
         scenario!(
             "events_corrections_and_series",

@@ -8,8 +8,11 @@ use anyhow::{Context, Result, ensure};
 use serde_json::json;
 
 use crate::cluster::{self, api_error, merge_status, rv, status_of, text};
-use crate::harness::Ctx;
+use crate::harness::{Ctx, NS};
 use wfe_admission::bench::e2e::{Scrapes, apiserver_metrics};
+use wfe_admission::cli::verify::verify;
+use wfe_admission::config::Config;
+use wfe_admission::policy::Policy;
 
 pub async fn fails_closed(ctx: Arc<Ctx>) -> Result<()> {
     let name = ctx.create_in("webhook-down", &["Running"]).await?;
@@ -84,6 +87,20 @@ async fn while_down(ctx: &Ctx, name: &str) -> Result<()> {
             .filter(|l| l.starts_with("apiserver_admission_webhook_rejection_count"))
             .collect::<Vec<_>>()
             .join("\n")
+    );
+    // `verify` fails too, passing on the API server's reason.
+    let policy = Policy::new(Config::default())?;
+    let report = verify(&ctx.clients.operator, &policy, Some(NS), Some(name))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("    verify while down: {report:?}");
+    ensure!(
+        !report.passed()
+            && report
+                .checks
+                .iter()
+                .all(|c| !c.passed && c.detail.contains("failed calling webhook")),
+        "{report:?}"
     );
     let after = ctx.stored(name).await.context("reading while down")?;
     ensure!(

@@ -78,7 +78,10 @@ pub async fn serves_from_an_empty_root(ctx: Arc<Ctx>) -> Result<()> {
         std::fs::write(certs.join("tls.crt"), &pair.cert)?;
         std::fs::write(certs.join("tls.key"), &pair.key)?;
         let kube = mkdir(&root.join("kube"))?;
-        std::fs::write(kube.join("config"), kubeconfig(&ctx)?)?;
+        std::fs::write(
+            kube.join("config"),
+            ctx.access.kubeconfig(&ctx.access.webhook_token)?,
+        )?;
         // amd64 as a runtime would start it: in its own root, as the chart's user. arm64 under
         // qemu-user (build.sh installed it), which needs the host's root to find the binary.
         let runner = if arch == "amd64" {
@@ -192,25 +195,6 @@ fn build(out: &Path) -> Result<PathBuf> {
         .last()
         .context("image/build.sh printed no archive path")?;
     Ok(PathBuf::from(path))
-}
-
-/// The webhook's identity, as the events client of the in-process webhook uses it.
-fn kubeconfig(ctx: &Ctx) -> Result<String> {
-    let access = &ctx.access;
-    let ca = std::fs::read(&access.ca_file)
-        .with_context(|| format!("cannot read {}", access.ca_file))?;
-    use base64::Engine as _;
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
-    let config = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "e2e", "cluster": {
-            "server": access.url, "certificate-authority-data": ca}}],
-        "users": [{"name": "webhook", "user": {"token": access.webhook_token}}],
-        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "webhook"}}],
-        "current-context": "e2e",
-    });
-    Ok(serde_json::to_string_pretty(&config)?)
 }
 
 /// The stored object moved Completed → Running by the controller, as the API server would

@@ -1,0 +1,305 @@
+//! `wfe-admission verify`: asks the API server whether both webhooks are in the path of the
+//! guarded status writes, with two dry-run writes to one stored object. Dry run: nothing is
+//! stored and no Event is recorded (spec section 7), so it is safe on a live cluster. It checks
+//! what `helm status` and `kubectl get` cannot: that the API server calls the webhook, trusts
+//! its certificate and reaches it through the Service and NetworkPolicy.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kube::api::{Api, ListParams, PostParams};
+use kube::core::DynamicObject;
+use serde_json::{Map, Value, json};
+
+use crate::policy::Policy;
+use crate::policy::transitions::PhaseValue;
+use crate::status::api_for;
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Namespace of the object to write to (default: the first object in any namespace).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// The object to write to (default: the first one listed).
+    #[arg(long, requires = "namespace")]
+    pub name: Option<String>,
+    /// Policy file (YAML) the webhook runs with; defaults to the WorkflowExecution policy.
+    #[arg(long, env = "WFE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kubeconfig to use instead of the usual inference.
+    #[arg(long, env = "WFE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// What `verify` sends as `clearedBy`; the mutating webhook must replace it.
+pub const FORGED: &str = "wfe-admission-verify (forged)";
+
+/// One check's outcome: passed or not, and what the API server said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// The object written to, and both checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub object: String,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+}
+
+/// Finds the object, then makes both dry-run writes. `Err` when there is nothing to write to.
+pub async fn verify(
+    client: &kube::Client,
+    policy: &Policy,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Result<Report, String> {
+    let r = &policy.config.resource;
+    let api_version = format!("{}/{}", r.group, r.version);
+    let listed = api_for(client, policy, &api_version, &r.kind, namespace);
+    let object = match name {
+        Some(name) => listed
+            .get(name)
+            .await
+            .map_err(|e| format!("cannot read {} {name}: {e}", r.resource))?,
+        None => listed
+            .list(&ListParams::default().limit(1))
+            .await
+            .map_err(|e| format!("cannot list {}: {e}", r.resource))?
+            .items
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                format!(
+                    "no {} found in {}: verify writes (dry run) to a stored one; create one or pass --namespace and --name",
+                    r.resource,
+                    namespace.map_or("any namespace".into(), |ns| format!("namespace {ns}"))
+                )
+            })?,
+    };
+    let ns = object.metadata.namespace.clone();
+    let api = api_for(client, policy, &api_version, &r.kind, ns.as_deref());
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let checks = vec![
+        validating(&api, policy, &name).await,
+        mutating(&api, policy, &name).await,
+    ];
+    Ok(Report {
+        object: format!("{}/{name}", ns.as_deref().unwrap_or("-")),
+        checks,
+    })
+}
+
+/// An illegal phase move must come back denied by an admission webhook.
+async fn validating(api: &Api<DynamicObject>, policy: &Policy, name: &str) -> Check {
+    let check = |passed, detail| Check {
+        name: "validating",
+        passed,
+        detail,
+    };
+    let phases = &policy.phases;
+    let mut moved = None;
+    let result = dry_run_status(api, name, |status| {
+        let from = phases
+            .current(PhaseValue::read(Some(status), &phases.field))
+            .to_string();
+        let to = phases.illegal_target(&from)?.to_string();
+        status.insert(phases.field.clone(), Value::String(to.clone()));
+        moved = Some(format!("{from} → {to}"));
+        Some(())
+    })
+    .await;
+    let Some(moved) = moved else {
+        return check(
+            false,
+            "cannot test: the stored phase may move to any phase, so no write can be illegal"
+                .into(),
+        );
+    };
+    match result {
+        Ok(_) => check(
+            false,
+            format!(
+                "{moved} (dry run) was allowed: no validating webhook is called for {}/status",
+                policy.config.resource.resource
+            ),
+        ),
+        Err(e) => match webhook_denial(&e) {
+            Some(message) => check(true, format!("{moved} (dry run) denied: {message}")),
+            None => check(false, format!("{moved} (dry run): {}", describe(&e))),
+        },
+    }
+}
+
+/// A clearance with a forged `clearedBy` must come back attributed by the mutating webhook.
+async fn mutating(api: &Api<DynamicObject>, policy: &Policy, name: &str) -> Check {
+    let check = |passed, detail| Check {
+        name: "mutating",
+        passed,
+        detail,
+    };
+    let bc = &policy.config.block_clearance;
+    let sent = format!(
+        "{}.{} sent as {FORGED:?} (dry run)",
+        bc.field, bc.cleared_by
+    );
+    let result = dry_run_status(api, name, |status| {
+        let mut clearance = match status.get(&bc.field) {
+            Some(Value::Object(stored)) => stored.clone(),
+            _ => {
+                let reason = std::iter::once("wfe-admission verify checks attribution")
+                    .chain(std::iter::repeat_n("in a dry run", bc.min_reason_words))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let mut new = Map::new();
+                new.insert(bc.reason.clone(), Value::String(reason));
+                new.insert("clearMethod".into(), json!("StatusField"));
+                new
+            }
+        };
+        clearance.insert(bc.cleared_by.clone(), json!(FORGED));
+        status.insert(bc.field.clone(), Value::Object(clearance));
+        Some(())
+    })
+    .await;
+    match result {
+        Ok(answer) => {
+            let cleared_by = answer
+                .data
+                .get("status")
+                .and_then(|s| s.get(&bc.field))
+                .and_then(|c| c.get(&bc.cleared_by))
+                .cloned()
+                .unwrap_or(Value::Null);
+            if cleared_by == json!(FORGED) {
+                check(
+                    false,
+                    format!(
+                        "{sent} came back unchanged: no mutating webhook is called for {}/status",
+                        policy.config.resource.resource
+                    ),
+                )
+            } else {
+                check(true, format!("{sent} came back as {cleared_by}"))
+            }
+        }
+        Err(e) => check(
+            false,
+            match webhook_denial(&e) {
+                Some(message) => format!(
+                    "{sent} was denied instead of attributed, so no mutating webhook replaced it: {message}"
+                ),
+                None => format!("{sent}: {}", describe(&e)),
+            },
+        ),
+    }
+}
+
+/// Reads the object, lets `change` edit its status, and PUTs it back as a dry run; a conflict
+/// (another writer in between) reads again, three times at most. `change` returning `None`
+/// sends nothing.
+async fn dry_run_status(
+    api: &Api<DynamicObject>,
+    name: &str,
+    mut change: impl FnMut(&mut Map<String, Value>) -> Option<()>,
+) -> Result<DynamicObject, kube::Error> {
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut object = api.get_status(name).await?;
+        let mut status = object
+            .data
+            .get("status")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if change(&mut status).is_none() {
+            return Ok(object);
+        }
+        if let Some(body) = object.data.as_object_mut() {
+            body.insert("status".into(), Value::Object(status));
+        }
+        match api.replace_status(name, &dry, &object).await {
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => continue,
+            other => return other,
+        }
+    }
+}
+
+/// An API error as the API server put it; any other error as the client does.
+fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("HTTP {}: {}", s.code, s.message),
+        other => other.to_string(),
+    }
+}
+
+/// The API server's message when an admission webhook denied the request.
+fn webhook_denial(e: &kube::Error) -> Option<String> {
+    match e {
+        kube::Error::Api(s)
+            if s.message.contains("admission webhook")
+                && s.message.contains("denied the request") =>
+        {
+            Some(s.message.clone())
+        }
+        _ => None,
+    }
+}
+
+pub fn run(args: VerifyArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async {
+        let report = async {
+            let config = super::load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
+            let policy = Policy::new(config).map_err(|e| e.to_string())?;
+            let client = super::kube::client(args.kubeconfig.as_deref()).await?;
+            verify(
+                &client,
+                &policy,
+                args.namespace.as_deref(),
+                args.name.as_deref(),
+            )
+            .await
+        };
+        match report.await {
+            Ok(report) => {
+                println!("verify: dry-run status writes to {}", report.object);
+                for c in &report.checks {
+                    let mark = if c.passed { "ok  " } else { "FAIL" };
+                    println!("{mark} {}: {}", c.name, c.detail);
+                }
+                if report.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}

@@ -1,0 +1,137 @@
+//! `wfe-admission verify`: with both webhooks registered it passes, leaving nothing stored and no
+//! Event; against a CRD copy no webhook guards it fails, saying which webhook is missing; with
+//! no object to write to it cannot tell and says so. (Webhook down: `webhook_down.rs`.)
+
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::json;
+use wfe_admission::cli::verify::{FORGED, verify};
+use wfe_admission::config::Config;
+use wfe_admission::policy::Policy;
+
+use crate::cluster::{self, UNGUARDED_GROUP, create_wfe_in, put_status, rv, wfe_api_in};
+use crate::harness::{Ctx, NS};
+
+pub async fn both_webhooks(ctx: Arc<Ctx>) -> Result<()> {
+    let name = ctx.create_in("verify", &["Running"]).await?;
+    let before = ctx.stored(&name).await?;
+    let policy = Policy::new(Config::default())?;
+
+    let report = verify(&ctx.clients.operator, &policy, Some(NS), Some(&name))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("    {report:?}");
+    ensure!(report.passed(), "{report:?}");
+    let [validating, mutating] = &report.checks[..] else {
+        anyhow::bail!("two checks expected: {report:?}");
+    };
+    ensure!(
+        validating.detail.contains("Running → Pending")
+            && validating
+                .detail
+                .contains("\"status.validate.wfe-admission.kubernaut.ai\" denied the request"),
+        "{validating:?}"
+    );
+    // The operator's clearance, attributed to the operator whatever `verify` sent.
+    ensure!(
+        mutating
+            .detail
+            .contains(&format!("{:?}", ctx.users.operator)),
+        "{mutating:?}"
+    );
+    let after = ctx.stored(&name).await?;
+    ensure!(rv(&after) == rv(&before), "verify stored something");
+    super::events_flushed(&ctx, "verify-witness").await?;
+    for reason in [
+        "IllegalPhaseTransition",
+        "PhaseNotOwned",
+        "StatusFieldRestored",
+    ] {
+        let list = cluster::events(&ctx.clients.admin, NS, reason, &name).await?;
+        ensure!(list.is_empty(), "verify left {reason} Events: {list:?}");
+    }
+
+    // The binary, as an admin runs it: the first object of the namespace, exit 0.
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("operator");
+    std::fs::write(
+        &kubeconfig,
+        ctx.access.kubeconfig(&ctx.access.operator_token)?,
+    )?;
+    let (code, out) = run_verify(&kubeconfig, &["--namespace", NS])?;
+    ensure!(
+        code == Some(0) && out.contains("ok   validating:") && out.contains("ok   mutating:"),
+        "exit {code:?}:\n{out}"
+    );
+
+    // No object to write to: it cannot tell (exit 2), and says what it needs.
+    let (code, out) = run_verify(&kubeconfig, &["--namespace", "verify-empty"])?;
+    ensure!(
+        code == Some(2)
+            && out.contains("no workflowexecutions found in namespace verify-empty")
+            && out.contains("--name"),
+        "exit {code:?}:\n{out}"
+    );
+    Ok(())
+}
+
+/// A copy of the CRD in a group no webhook is registered for: both checks fail, each naming
+/// what the API server did without it.
+pub async fn unguarded(ctx: Arc<Ctx>) -> Result<()> {
+    let name = super::unique("verify-unguarded");
+    create_wfe_in(&ctx.clients.admin, NS, &name, UNGUARDED_GROUP).await?;
+    let api = wfe_api_in(&ctx.clients.admin, NS, UNGUARDED_GROUP);
+    put_status(&api, &name, |s| {
+        s.insert("phase".into(), json!("Completed"));
+    })
+    .await
+    .context("cannot store the unguarded object's status")?;
+    let mut config = Config::default();
+    config.resource.group = UNGUARDED_GROUP.into();
+    let policy = Policy::new(config)?;
+    let report = verify(&ctx.clients.operator, &policy, Some(NS), Some(&name))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("    {report:?}");
+    ensure!(
+        report.checks.len() == 2 && report.checks.iter().all(|c| !c.passed),
+        "{report:?}"
+    );
+    ensure!(
+        report.checks[0]
+            .detail
+            .contains("Completed → Pending (dry run) was allowed"),
+        "{report:?}"
+    );
+    ensure!(
+        report.checks[1].detail.contains(FORGED)
+            && report.checks[1].detail.contains("came back unchanged"),
+        "{report:?}"
+    );
+    let stored = api.get_status(&name).await?;
+    ensure!(
+        cluster::status_of(&stored).get("blockClearance").is_none(),
+        "verify stored its clearance: {stored:?}"
+    );
+    Ok(())
+}
+
+/// Runs `wfe-admission verify` with the operator's kubeconfig: exit code, stdout and stderr.
+fn run_verify(kubeconfig: &std::path::Path, args: &[&str]) -> Result<(Option<i32>, String)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+        .arg("verify")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .context("cannot run wfe-admission verify")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.code(), text))
+}

@@ -209,7 +209,10 @@ fn verify_exits_2_when_it_cannot_ask_the_api_server() {
         "wfe".into(),
     ]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("cannot list workflowexecutions"), "{stderr}");
+    assert!(
+        stderr.contains("cannot list workflowexecutions"),
+        "{stderr}"
+    );
     // --name needs --namespace.
     let (code, _, stderr) = wfe_admission(&["verify".into(), "--name".into(), "x".into()]);
     assert_eq!(code, 2, "{stderr}");

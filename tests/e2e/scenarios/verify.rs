@@ -41,6 +41,19 @@ pub async fn both_webhooks(ctx: Arc<Ctx>) -> Result<()> {
             .contains(&format!("{:?}", ctx.users.operator)),
         "{mutating:?}"
     );
+    // As the controller, which owns the phase and may not clear blocks: the move is still
+    // illegal, and the clearance is taken out.
+    let report = verify(&ctx.clients.controller, &policy, Some(NS), Some(&name))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    ensure!(
+        report.passed()
+            && report.checks[0]
+                .detail
+                .contains("illegal phase transition Running → Pending")
+            && report.checks[1].detail.ends_with("came back removed"),
+        "{report:?}"
+    );
     let after = ctx.stored(&name).await?;
     ensure!(rv(&after) == rv(&before), "verify stored something");
     super::events_flushed(&ctx, "verify-witness").await?;

@@ -179,17 +179,19 @@ fn match_conditions_print_what_the_chart_renders_for_a_policy() {
 
 #[test]
 fn verify_exits_2_when_it_cannot_ask_the_api_server() {
-    // No kubeconfig where it points.
-    let (code, _, stderr) = wfe_admission(&[
-        "verify".into(),
-        "--kubeconfig".into(),
-        "/nonexistent/kubeconfig".into(),
-    ]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr.contains("cannot read kubeconfig /nonexistent/kubeconfig"),
-        "{stderr}"
-    );
+    // No kubeconfig where it points (the setup `repair` shares).
+    for command in ["verify", "repair"] {
+        let (code, _, stderr) = wfe_admission(&[
+            command.into(),
+            "--kubeconfig".into(),
+            "/nonexistent/kubeconfig".into(),
+        ]);
+        assert_eq!(code, 2, "{command}: {stderr}");
+        assert!(
+            stderr.contains("cannot read kubeconfig /nonexistent/kubeconfig"),
+            "{command}: {stderr}"
+        );
+    }
     // An API server that is not there: nothing was checked, so neither pass (0) nor fail (1).
     let port = wfe_admission::bench::process::free_port().expect("a free port");
     let dir = tempfile::tempdir().expect("tempdir");

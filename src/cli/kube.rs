@@ -1,9 +1,14 @@
-//! The Kubernetes client for events and the webhook's own writes.
+//! The Kubernetes client for events and the webhook's own writes, and the setup shared by the
+//! subcommands that talk to the API server once (`repair`, `verify`).
 
+use std::future::Future;
 use std::path::Path;
+use std::process::ExitCode;
 
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::policy::Policy;
 
 /// From `--kubeconfig`, else the usual inference (in-cluster service account, `$KUBECONFIG`,
 /// `~/.kube/config`).
@@ -21,4 +26,38 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, String> {
             .map_err(|e| format!("no Kubernetes credentials found: {e}"))?,
     };
     Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+}
+
+/// Runs a one-shot subcommand on a current-thread runtime with its policy (`--config`, else the
+/// default) and client (`--kubeconfig`, else inferred). Exit code 2, with the reason on stderr,
+/// when either cannot be had.
+pub fn one_shot<F, Fut>(config: Option<&Path>, kubeconfig: Option<&Path>, body: F) -> ExitCode
+where
+    F: FnOnce(Policy, Client) -> Fut,
+    Fut: Future<Output = ExitCode>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async {
+        let prepared = async {
+            let config = super::load_config(config).map_err(|e| e.to_string())?;
+            let policy = Policy::new(config).map_err(|e| e.to_string())?;
+            Ok::<_, String>((policy, client(kubeconfig).await?))
+        };
+        match prepared.await {
+            Ok((policy, client)) => body(policy, client).await,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
 }

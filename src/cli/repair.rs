@@ -116,40 +116,16 @@ pub async fn repair(
 }
 
 pub fn run(args: RepairArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    runtime.block_on(async {
-        let prepared = async {
-            let config = super::load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
-            let policy = Policy::new(config).map_err(|e| e.to_string())?;
-            let client = super::kube::client(args.kubeconfig.as_deref()).await?;
-            Ok::<_, String>((policy, client))
-        };
-        let (policy, client) = match prepared.await {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let RepairArgs {
+        namespace,
+        config,
+        kubeconfig,
+        dry_run,
+    } = args;
+    let (config, kubeconfig) = (config.as_deref(), kubeconfig.as_deref());
+    super::kube::one_shot(config, kubeconfig, |policy, client| async move {
         let manager = StatusManager::new(Metrics::new());
-        match repair(
-            &client,
-            &policy,
-            &manager,
-            args.namespace.as_deref(),
-            args.dry_run,
-        )
-        .await
-        {
+        match repair(&client, &policy, &manager, namespace.as_deref(), dry_run).await {
             Ok(s) => {
                 println!(
                     "repair: {} checked, {} repaired, {} failed",

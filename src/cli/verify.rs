@@ -263,30 +263,15 @@ fn webhook_denial(e: &kube::Error) -> Option<String> {
 }
 
 pub fn run(args: VerifyArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    runtime.block_on(async {
-        let report = async {
-            let config = super::load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
-            let policy = Policy::new(config).map_err(|e| e.to_string())?;
-            let client = super::kube::client(args.kubeconfig.as_deref()).await?;
-            verify(
-                &client,
-                &policy,
-                args.namespace.as_deref(),
-                args.name.as_deref(),
-            )
-            .await
-        };
-        match report.await {
+    let VerifyArgs {
+        namespace,
+        name,
+        config,
+        kubeconfig,
+    } = args;
+    let (config, kubeconfig) = (config.as_deref(), kubeconfig.as_deref());
+    super::kube::one_shot(config, kubeconfig, |policy, client| async move {
+        match verify(&client, &policy, namespace.as_deref(), name.as_deref()).await {
             Ok(report) => {
                 println!("verify: dry-run status writes to {}", report.object);
                 for c in &report.checks {

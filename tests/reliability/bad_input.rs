@@ -407,15 +407,15 @@ async fn more_unreadable_bodies_get_a_400_and_the_server_keeps_serving() {
             serde_json::to_vec(&bad_operation).unwrap_or_default(),
         ),
     ];
+    let post_bytes = |endpoint: &'static str, body: Vec<u8>| {
+        c.post(server.url(endpoint))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
     for (name, body) in cases {
         for endpoint in ["/validate", "/mutate"] {
-            let resp = c
-                .post(server.url(endpoint))
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .send()
-                .await
-                .expect("send");
+            let resp = post_bytes(endpoint, body.clone()).await.expect("send");
             assert_eq!(resp.status(), 400, "{name} on {endpoint}");
             let content_type = resp
                 .headers()
@@ -435,11 +435,7 @@ async fn more_unreadable_bodies_get_a_400_and_the_server_keeps_serving() {
     for text in [r#""0\uD822ply""#, "1e400", &nested] {
         let body = String::from_utf8_lossy(&broken).replace("\"##\"", text);
         for endpoint in ["/validate", "/mutate"] {
-            let resp = c
-                .post(server.url(endpoint))
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .send()
+            let resp = post_bytes(endpoint, body.clone().into_bytes())
                 .await
                 .expect("send");
             assert_eq!(resp.status(), 200, "{text} in spec on {endpoint}");

@@ -1,10 +1,13 @@
 //! Scenarios 1 and 2: the legal lifecycle with the fields the webhook derives, and illegal moves
-//! denied with the spec's message, nothing stored, and an Event an admin can find.
+//! denied with the spec's message, nothing stored, and an Event an admin finds the way the spec
+//! says (`kubectl get events --field-selector reason=IllegalPhaseTransition`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use k8s_openapi::api::core::v1::Event as CoreEvent;
+use kube::api::{Api, ListParams};
 use serde_json::json;
 use wfe_admission::policy::time;
 
@@ -157,6 +160,24 @@ pub async fn illegal(ctx: Arc<Ctx>) -> Result<()> {
         ensure!(
             event.reporting_controller.as_deref() == Some("wfe-admission"),
             "{event:?}"
+        );
+        // What the admin sees: `kubectl get events -A --field-selector
+        // reason=IllegalPhaseTransition` lists the core/v1 view, across namespaces.
+        let seen = Api::<CoreEvent>::all(admin.clone())
+            .list(&ListParams::default().fields("reason=IllegalPhaseTransition"))
+            .await
+            .context("listing core/v1 Events as kubectl get events -A does")?;
+        let mine: Vec<_> = seen
+            .items
+            .iter()
+            .filter(|e| e.involved_object.uid == uid)
+            .collect();
+        ensure!(
+            mine.len() == 1
+                && mine[0].message.as_deref() == Some(note.as_str())
+                && mine[0].type_.as_deref() == Some("Warning")
+                && mine[0].involved_object.namespace.as_deref() == Some(NS),
+            "kubectl's view of the denial: {mine:#?}"
         );
     }
     Ok(())

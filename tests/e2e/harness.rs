@@ -43,6 +43,10 @@ pub struct Access {
     pub ca_file: String,
     pub webhook_token: String,
     pub operator_token: String,
+    /// The admin's kubeconfig start.sh wrote (client certificate, system:masters).
+    pub admin_kubeconfig: String,
+    /// kubectl of the same release (build.sh).
+    pub kubectl: std::path::PathBuf,
 }
 
 impl Access {
@@ -218,6 +222,8 @@ async fn setup(plane: &ControlPlane) -> Result<Ctx> {
             ca_file: ca.to_string(),
             webhook_token: token("WEBHOOK")?.to_string(),
             operator_token: token("OPERATOR")?.to_string(),
+            admin_kubeconfig: plane.var("KUBECONFIG")?.to_string(),
+            kubectl: std::path::Path::new(plane.var("WFE_K8S_BIN_DIR")?).join("kubectl"),
         },
     })
 }

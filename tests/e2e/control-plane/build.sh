@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Builds the two binaries an end-to-end test needs from a real control plane:
+# Builds the binaries an end-to-end test needs from a real control plane:
 # kube-apiserver and etcd, both compiled from the Go module proxy (no prebuilt
-# downloads are possible here, and Debian's etcd is too old / apt-state dependent).
+# downloads are possible here, and Debian's etcd is too old / apt-state dependent),
+# and kubectl of the same release, for the commands the docs give admins.
 #
 # Output goes to a cache outside the checkout so a second run takes seconds:
 #   ${WFE_CACHE_DIR:-$HOME/.cache/wfe-admission}/k8s-<version>/{kube-apiserver,etcd,VERSION}
+#   and kubectl (stamped by kubectl.VERSION, so adding it left older caches valid)
 # The Go module work dirs live under <cache>/src/ next to them.
 #
 # Logs go to stderr; the last stdout line is the directory holding the binaries.
@@ -43,9 +45,12 @@ is_fresh() {
   [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" && -f "$STAMP" ]] &&
     [[ "$(grep -Ev '^(go|built)=' "$STAMP")" == "$want_stamp" ]]
 }
+kubectl_fresh() {
+  [[ -x "$OUT/kubectl" && "$(cat "$OUT/kubectl.VERSION" 2>/dev/null)" == "$want_stamp" ]]
+}
 
 # Fast path: no lock, no go command needed.
-if is_fresh; then
+if is_fresh && kubectl_fresh; then
   log "cached: $OUT ($KUBE_VERSION, etcd $ETCD_VERSION)"
   printf '%s\n' "$OUT"
   exit 0
@@ -55,7 +60,7 @@ mkdir -p "$OUT"
 # Serialise concurrent builders (parallel test runs on one machine).
 exec 9>"$CACHE_ROOT/.build.lock"
 flock 9
-if is_fresh; then
+if is_fresh && kubectl_fresh; then
   log "cached (built by a concurrent run): $OUT"
   printf '%s\n' "$OUT"
   exit 0
@@ -71,8 +76,9 @@ go_minor="$(sed -E 's/^go1\.([0-9]+).*/\1/' <<<"$go_version")"
 kube_minor_patch="${KUBE_VERSION#v1.}"     # 37.2
 staging_version="v0.$kube_minor_patch"     # k8s.io/<staging> are tagged v0.<minor>.<patch>
 
-build_kube_apiserver() {
-  local work="$OUT/src/kube-apiserver" gomod staging m
+# kube-apiserver or kubectl: a module requiring k8s.io/kubernetes, built from its cmd/<name>.
+build_kube_command() {
+  local cmd="$1" work="$OUT/src/$1" gomod staging m
   rm -rf "$work"
   mkdir -p "$work"
   cd "$work"
@@ -89,14 +95,14 @@ build_kube_apiserver() {
   log "kubernetes $KUBE_VERSION: mapping ${#staging[@]} staging modules to $staging_version"
 
   {
-    printf 'module wfe-admission-e2e/kube-apiserver\n\ngo 1.26.0\n\n'
+    printf 'module wfe-admission-e2e/%s\n\ngo 1.26.0\n\n' "$cmd"
     printf 'require k8s.io/kubernetes %s\n\n' "$KUBE_VERSION"
     for m in "${staging[@]}"; do
       printf 'replace %s => %s %s\n' "$m" "$m" "$staging_version"
     done
   } >go.mod
   # A build-tagged import makes `go mod tidy` resolve the command's dependencies.
-  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' >tools.go
+  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/%s"\n' "$cmd" >tools.go
   go mod tidy >&2
 
   # Same version stamping as hack/lib/version.sh, so /version reports the release.
@@ -111,11 +117,11 @@ build_kube_apiserver() {
   done
 
   local start=$SECONDS
-  log "building kube-apiserver $KUBE_VERSION (cold: ~5 min on 2 cores, ~2.5 GB RSS)"
+  log "building $cmd $KUBE_VERSION (cold: kube-apiserver ~5 min on 2 cores, ~2.5 GB RSS)"
   go build -p "$GO_PARALLEL" -trimpath -ldflags="$ldflags" \
-    -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
-  mv -f "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver"
-  log "kube-apiserver built in $((SECONDS - start)) s"
+    -o "$OUT/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" >&2
+  mv -f "$OUT/$cmd.tmp" "$OUT/$cmd"
+  log "$cmd built in $((SECONDS - start)) s"
 }
 
 build_etcd() {
@@ -145,17 +151,25 @@ build_etcd() {
 }
 
 total_start=$SECONDS
-rm -f "$STAMP"
-build_etcd
-build_kube_apiserver
+if ! is_fresh; then
+  rm -f "$STAMP"
+  build_etcd
+  build_kube_command kube-apiserver
 
-"$OUT/kube-apiserver" --version >&2
-"$OUT/etcd" --version | head -n 1 >&2
-# The stamp is written last: its presence means both binaries are complete.
-{
-  printf '%s\n' "$want_stamp"
-  printf 'go=%s\nbuilt=%s\n' "$go_version" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-} >"$STAMP.tmp"
-mv -f "$STAMP.tmp" "$STAMP"
+  "$OUT/kube-apiserver" --version >&2
+  "$OUT/etcd" --version | head -n 1 >&2
+  # The stamp is written last: its presence means both binaries are complete.
+  {
+    printf '%s\n' "$want_stamp"
+    printf 'go=%s\nbuilt=%s\n' "$go_version" "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  } >"$STAMP.tmp"
+  mv -f "$STAMP.tmp" "$STAMP"
+fi
+if ! kubectl_fresh; then
+  rm -f "$OUT/kubectl.VERSION"
+  build_kube_command kubectl
+  "$OUT/kubectl" version --client >&2
+  printf '%s\n' "$want_stamp" >"$OUT/kubectl.VERSION"
+fi
 log "done in $((SECONDS - total_start)) s: $OUT"
 printf '%s\n' "$OUT"

@@ -4,6 +4,7 @@ mod concurrent;
 mod dry_run;
 mod events;
 mod image;
+mod kubectl;
 mod lifecycle;
 mod manager;
 mod match_condition;
@@ -117,6 +118,11 @@ pub fn all() -> Vec<Scenario> {
             "verify_fails_where_no_webhook_is_called",
             MINUTE,
             verify::unguarded
+        ),
+        scenario!(
+            "kubectl_commands_in_the_docs_work",
+            MINUTE,
+            kubectl::docs_commands
         ),
         scenario!(
             "events_corrections_and_series",

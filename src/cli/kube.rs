@@ -29,12 +29,13 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, String> {
 }
 
 /// Runs a one-shot subcommand on a current-thread runtime with its policy (`--config`, else the
-/// default) and client (`--kubeconfig`, else inferred). Exit code 2, with the reason on stderr,
-/// when either cannot be had.
+/// default) and client (`--kubeconfig`, else inferred). `body` says whether everything it did
+/// succeeded (exit 0) or not (1); exit 2, with the reason on stderr, when it could not do its
+/// job or the policy or client cannot be had.
 pub fn one_shot<F, Fut>(config: Option<&Path>, kubeconfig: Option<&Path>, body: F) -> ExitCode
 where
     F: FnOnce(Policy, Client) -> Fut,
-    Fut: Future<Output = ExitCode>,
+    Fut: Future<Output = Result<bool, String>>,
 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -52,8 +53,13 @@ where
             let policy = Policy::new(config).map_err(|e| e.to_string())?;
             Ok::<_, String>((policy, client(kubeconfig).await?))
         };
-        match prepared.await {
+        let done = match prepared.await {
             Ok((policy, client)) => body(policy, client).await,
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(2)

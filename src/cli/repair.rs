@@ -125,22 +125,11 @@ pub fn run(args: RepairArgs) -> ExitCode {
     let (config, kubeconfig) = (config.as_deref(), kubeconfig.as_deref());
     super::kube::one_shot(config, kubeconfig, |policy, client| async move {
         let manager = StatusManager::new(Metrics::new());
-        match repair(&client, &policy, &manager, namespace.as_deref(), dry_run).await {
-            Ok(s) => {
-                println!(
-                    "repair: {} checked, {} repaired, {} failed",
-                    s.checked, s.repaired, s.failed
-                );
-                if s.failed == 0 {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        }
+        let s = repair(&client, &policy, &manager, namespace.as_deref(), dry_run).await?;
+        println!(
+            "repair: {} checked, {} repaired, {} failed",
+            s.checked, s.repaired, s.failed
+        );
+        Ok(s.failed == 0)
     })
 }

@@ -271,23 +271,12 @@ pub fn run(args: VerifyArgs) -> ExitCode {
     } = args;
     let (config, kubeconfig) = (config.as_deref(), kubeconfig.as_deref());
     super::kube::one_shot(config, kubeconfig, |policy, client| async move {
-        match verify(&client, &policy, namespace.as_deref(), name.as_deref()).await {
-            Ok(report) => {
-                println!("verify: dry-run status writes to {}", report.object);
-                for c in &report.checks {
-                    let mark = if c.passed { "ok  " } else { "FAIL" };
-                    println!("{mark} {}: {}", c.name, c.detail);
-                }
-                if report.passed() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
+        let report = verify(&client, &policy, namespace.as_deref(), name.as_deref()).await?;
+        println!("verify: dry-run status writes to {}", report.object);
+        for c in &report.checks {
+            let mark = if c.passed { "ok  " } else { "FAIL" };
+            println!("{mark} {}: {}", c.name, c.detail);
         }
+        Ok(report.passed())
     })
 }

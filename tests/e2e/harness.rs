@@ -50,8 +50,9 @@ pub struct Access {
 }
 
 impl Access {
-    /// A kubeconfig that authenticates with `token` (the webhook's, the operator's).
-    pub fn kubeconfig(&self, token: &str) -> Result<String> {
+    /// Writes to `path` a kubeconfig that authenticates with `token` (the webhook's, the
+    /// operator's).
+    pub fn write_kubeconfig(&self, path: &std::path::Path, token: &str) -> Result<()> {
         use base64::Engine as _;
         let ca = std::fs::read(&self.ca_file)
             .with_context(|| format!("cannot read {}", self.ca_file))?;
@@ -65,7 +66,8 @@ impl Access {
             "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "e2e"}}],
             "current-context": "e2e",
         });
-        Ok(serde_json::to_string_pretty(&config)?)
+        std::fs::write(path, serde_json::to_string_pretty(&config)?)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 }
 

@@ -19,10 +19,8 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 pub async fn docs_commands(ctx: Arc<Ctx>) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let operator = dir.path().join("operator");
-    std::fs::write(
-        &operator,
-        ctx.access.kubeconfig(&ctx.access.operator_token)?,
-    )?;
+    ctx.access
+        .write_kubeconfig(&operator, &ctx.access.operator_token)?;
 
     // docs/install.md: the wiring by hand, on a Running object, as the operator.
     let name = ctx.create_in("kubectl-docs", &["Running"]).await?;

@@ -69,10 +69,8 @@ pub async fn both_webhooks(ctx: Arc<Ctx>) -> Result<()> {
     // The binary, as an admin runs it: the first object of the namespace, exit 0.
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("operator");
-    std::fs::write(
-        &kubeconfig,
-        ctx.access.kubeconfig(&ctx.access.operator_token)?,
-    )?;
+    ctx.access
+        .write_kubeconfig(&kubeconfig, &ctx.access.operator_token)?;
     let (code, out) = run_verify(&kubeconfig, &["--namespace", NS])?;
     ensure!(
         code == Some(0) && out.contains("ok   validating:") && out.contains("ok   mutating:"),

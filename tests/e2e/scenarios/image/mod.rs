@@ -78,10 +78,8 @@ pub async fn serves_from_an_empty_root(ctx: Arc<Ctx>) -> Result<()> {
         std::fs::write(certs.join("tls.crt"), &pair.cert)?;
         std::fs::write(certs.join("tls.key"), &pair.key)?;
         let kube = mkdir(&root.join("kube"))?;
-        std::fs::write(
-            kube.join("config"),
-            ctx.access.kubeconfig(&ctx.access.webhook_token)?,
-        )?;
+        ctx.access
+            .write_kubeconfig(&kube.join("config"), &ctx.access.webhook_token)?;
         // amd64 as a runtime would start it: in its own root, as the chart's user. arm64 under
         // qemu-user (build.sh installed it), which needs the host's root to find the binary.
         let runner = if arch == "amd64" {

@@ -69,11 +69,11 @@ pub async fn verify(
         Some(name) => listed
             .get(name)
             .await
-            .map_err(|e| format!("cannot read {} {name}: {e}", r.resource))?,
+            .map_err(|e| format!("cannot read {} {name}: {}", r.resource, describe(&e)))?,
         None => listed
             .list(&ListParams::default().limit(1))
             .await
-            .map_err(|e| format!("cannot list {}: {e}", r.resource))?
+            .map_err(|e| format!("cannot list {}: {}", r.resource, describe(&e)))?
             .items
             .into_iter()
             .next()
@@ -118,10 +118,13 @@ async fn validating(api: &Api<DynamicObject>, policy: &Policy, name: &str) -> Ch
     })
     .await;
     let Some(moved) = moved else {
+        // Nothing was sent: the read failed, or no move from the stored phase is illegal.
         return check(
             false,
-            "cannot test: the stored phase may move to any phase, so no write can be illegal"
-                .into(),
+            match result {
+                Err(e) => format!("cannot read {name}'s status: {}", describe(&e)),
+                Ok(_) => "cannot test: the stored phase may move to any phase, so no write can be illegal".into(),
+            },
         );
     };
     match result {

@@ -77,6 +77,20 @@ pub async fn both_webhooks(ctx: Arc<Ctx>) -> Result<()> {
         "exit {code:?}:\n{out}"
     );
 
+    // A named object that does not exist: the API server's answer, in one line.
+    let missing = verify(
+        &ctx.clients.operator,
+        &policy,
+        Some(NS),
+        Some("verify-missing"),
+    )
+    .await;
+    ensure!(
+        missing.as_ref().is_err_and(|e| e
+            .starts_with("cannot read workflowexecutions verify-missing: HTTP 404: ")
+            && !e.contains('\n')),
+        "{missing:?}"
+    );
     // No object to write to: it cannot tell (exit 2), and says what it needs.
     let (code, out) = run_verify(&kubeconfig, &["--namespace", "verify-empty"])?;
     ensure!(

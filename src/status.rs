@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ApiResource, PostParams};
 use kube::core::DynamicObject;
 use kube::{Client, Error as KubeError};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::policy::Policy;
 use crate::policy::combine::Status;
@@ -132,14 +132,15 @@ impl StatusManager {
     }
 
     /// The one loop behind every write: read, let `prepare` build the object to write (`None`:
-    /// nothing to do), write it with the read resourceVersion, and on 409 start over.
+    /// nothing to do), write it with the read resourceVersion, and on 409 start over. Returns
+    /// the API server's answer and the attempts it took.
     async fn write_with_retry<K, P, R, RF, W, WF>(
         &self,
         name: &str,
         read: R,
         mut prepare: P,
         write: W,
-    ) -> Result<Outcome>
+    ) -> Result<Option<(K, u32)>>
     where
         K: kube::Resource,
         P: FnMut(K) -> Result<Option<K>>,
@@ -151,7 +152,7 @@ impl StatusManager {
         let mut delay = self.backoff;
         for attempt in 1..=self.max_attempts {
             let Some(object) = prepare(read().await?)? else {
-                return Ok(Outcome::Unchanged);
+                return Ok(None);
             };
             if object.meta().resource_version.is_none() {
                 return Err(StatusError::Incomplete("resourceVersion"));
@@ -160,9 +161,9 @@ impl StatusManager {
                 hook(attempt).await;
             }
             match write(object).await {
-                Ok(_) => {
+                Ok(answer) => {
                     self.metrics.status_write(Attempt::Success);
-                    return Ok(Outcome::Written { attempts: attempt });
+                    return Ok(Some((answer, attempt)));
                 }
                 Err(KubeError::Api(e)) if e.code == 409 => {
                     self.metrics.status_write(Attempt::Conflict);
@@ -193,10 +194,7 @@ impl StatusManager {
     {
         let phases = &policy.phases;
         let prepare = |mut object: DynamicObject| {
-            let old: Status = match object.data.get("status") {
-                Some(Value::Object(m)) => m.clone(),
-                _ => Map::new(),
-            };
+            let old = status_of(&object.data);
             let mut status = old.clone();
             if !apply(&mut status) || status == old {
                 return Ok(None);
@@ -209,7 +207,7 @@ impl StatusManager {
             object.data["status"] = Value::Object(status);
             Ok(Some(object))
         };
-        self.write_with_retry(
+        let written = self.write_with_retry(
             name,
             || api.get_status(name),
             prepare,
@@ -217,8 +215,41 @@ impl StatusManager {
                 api.replace_status(name, &PostParams::default(), &object)
                     .await
             },
-        )
-        .await
+        );
+        Ok(outcome(written.await?))
+    }
+
+    /// `update` as a dry run and without its phase check, returning what the API server would
+    /// have stored (`None`: `change` changed nothing, nothing sent). For `verify`, which sends
+    /// an illegal move on purpose, to see an admission webhook deny it.
+    pub async fn dry_run<F>(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        mut change: F,
+    ) -> Result<Option<DynamicObject>>
+    where
+        F: FnMut(&mut Status) -> bool,
+    {
+        let prepare = |mut object: DynamicObject| {
+            let mut status = status_of(&object.data);
+            if !change(&mut status) {
+                return Ok(None);
+            }
+            object.data["status"] = Value::Object(status);
+            Ok(Some(object))
+        };
+        let dry = &PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let written = self.write_with_retry(
+            name,
+            || api.get_status(name),
+            prepare,
+            move |object| async move { api.replace_status(name, dry, &object).await },
+        );
+        Ok(written.await?.map(|(answer, _)| answer))
     }
 
     /// The same retried write for a whole object (the webhook's own configurations).
@@ -237,13 +268,13 @@ impl StatusManager {
         F: FnMut(&mut K) -> bool,
     {
         let prepare = |mut object: K| Ok(apply(&mut object).then_some(object));
-        self.write_with_retry(
+        let written = self.write_with_retry(
             name,
             || api.get(name),
             prepare,
             move |object| async move { api.replace(name, &PostParams::default(), &object).await },
-        )
-        .await
+        );
+        Ok(outcome(written.await?))
     }
 
     /// Records the latest rejection as a condition on the object.
@@ -275,6 +306,21 @@ impl StatusManager {
         })
         .await
     }
+}
+
+fn outcome<K>(written: Option<(K, u32)>) -> Outcome {
+    match written {
+        Some((_, attempts)) => Outcome::Written { attempts },
+        None => Outcome::Unchanged,
+    }
+}
+
+/// An object's status (an empty one when it has none, or one that is not an object).
+pub fn status_of(data: &Value) -> Status {
+    data.get("status")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Sets (or refreshes) the rejection condition; false when it already says the same.
@@ -313,6 +359,7 @@ fn set_condition(status: &mut Status, field: &str, r: &RejectionCondition, now: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
 
     #[test]
     fn jitter_stays_within_half_and_one_and_a_half() {

@@ -7,12 +7,11 @@ use std::process::ExitCode;
 
 use jiff::Timestamp;
 use kube::api::ListParams;
-use serde_json::Value;
 
 use crate::policy::Policy;
 use crate::policy::combine::{Status, repaired};
 use crate::server::metrics::Metrics;
-use crate::status::{Outcome, StatusManager, api_for};
+use crate::status::{Outcome, StatusManager, api_for, status_of};
 
 #[derive(Debug, clap::Args)]
 pub struct RepairArgs {
@@ -38,13 +37,6 @@ pub struct Summary {
     pub failed: usize,
     /// API writes made (conflict retries included).
     pub writes: u32,
-}
-
-fn status_of(data: &Value) -> Status {
-    data.get("status")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
 }
 
 fn changed_fields(before: &Status, after: &Status) -> Vec<String> {

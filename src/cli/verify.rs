@@ -7,13 +7,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use kube::core::DynamicObject;
 use serde_json::{Map, Value, json};
 
 use crate::policy::Policy;
 use crate::policy::transitions::PhaseValue;
-use crate::status::api_for;
+use crate::server::metrics::Metrics;
+use crate::status::{StatusError, StatusManager, api_for};
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
@@ -69,11 +70,11 @@ pub async fn verify(
         Some(name) => listed
             .get(name)
             .await
-            .map_err(|e| format!("cannot read {} {name}: {}", r.resource, describe(&e)))?,
+            .map_err(|e| format!("cannot read {} {name}: {}", r.resource, describe(&e.into())))?,
         None => listed
             .list(&ListParams::default().limit(1))
             .await
-            .map_err(|e| format!("cannot list {}: {}", r.resource, describe(&e)))?
+            .map_err(|e| format!("cannot list {}: {}", r.resource, describe(&e.into())))?
             .items
             .into_iter()
             .next()
@@ -88,9 +89,14 @@ pub async fn verify(
     let ns = object.metadata.namespace.clone();
     let api = api_for(client, policy, &api_version, &r.kind, ns.as_deref());
     let name = object.metadata.name.clone().unwrap_or_default();
+    let writes = Writes {
+        api: &api,
+        name: &name,
+        manager: StatusManager::new(Metrics::new()),
+    };
     let checks = vec![
-        validating(&api, policy, &name).await,
-        mutating(&api, policy, &name).await,
+        validating(&writes, policy).await,
+        mutating(&writes, policy).await,
     ];
     Ok(Report {
         object: format!("{}/{name}", ns.as_deref().unwrap_or("-")),
@@ -98,8 +104,16 @@ pub async fn verify(
     })
 }
 
+/// The object both checks write to, through the status manager's dry run (read, change, write,
+/// read again on a conflict).
+struct Writes<'a> {
+    api: &'a Api<DynamicObject>,
+    name: &'a str,
+    manager: StatusManager,
+}
+
 /// An illegal phase move must come back denied by an admission webhook.
-async fn validating(api: &Api<DynamicObject>, policy: &Policy, name: &str) -> Check {
+async fn validating(writes: &Writes<'_>, policy: &Policy) -> Check {
     let check = |passed, detail| Check {
         name: "validating",
         passed,
@@ -107,22 +121,26 @@ async fn validating(api: &Api<DynamicObject>, policy: &Policy, name: &str) -> Ch
     };
     let phases = &policy.phases;
     let mut moved = None;
-    let result = dry_run_status(api, name, |status| {
-        let from = phases
-            .current(PhaseValue::read(Some(status), &phases.field))
-            .to_string();
-        let to = phases.illegal_target(&from)?.to_string();
-        status.insert(phases.field.clone(), Value::String(to.clone()));
-        moved = Some(format!("{from} → {to}"));
-        Some(())
-    })
-    .await;
+    let result = writes
+        .manager
+        .dry_run(writes.api, writes.name, |status| {
+            let from = phases
+                .current(PhaseValue::read(Some(status), &phases.field))
+                .to_string();
+            let Some(to) = phases.illegal_target(&from).map(str::to_string) else {
+                return false;
+            };
+            status.insert(phases.field.clone(), Value::String(to.clone()));
+            moved = Some(format!("{from} → {to}"));
+            true
+        })
+        .await;
     let Some(moved) = moved else {
         // Nothing was sent: the read failed, or no move from the stored phase is illegal.
         return check(
             false,
             match result {
-                Err(e) => format!("cannot read {name}'s status: {}", describe(&e)),
+                Err(e) => format!("cannot read {}'s status: {}", writes.name, describe(&e)),
                 Ok(_) => "cannot test: the stored phase may move to any phase, so no write can be illegal".into(),
             },
         );
@@ -143,7 +161,7 @@ async fn validating(api: &Api<DynamicObject>, policy: &Policy, name: &str) -> Ch
 }
 
 /// A clearance with a forged `clearedBy` must come back attributed by the mutating webhook.
-async fn mutating(api: &Api<DynamicObject>, policy: &Policy, name: &str) -> Check {
+async fn mutating(writes: &Writes<'_>, policy: &Policy) -> Check {
     let check = |passed, detail| Check {
         name: "mutating",
         passed,
@@ -154,7 +172,7 @@ async fn mutating(api: &Api<DynamicObject>, policy: &Policy, name: &str) -> Chec
         "{}.{} sent as {FORGED:?} (dry run)",
         bc.field, bc.cleared_by
     );
-    let result = dry_run_status(api, name, |status| {
+    let result = writes.manager.dry_run(writes.api, writes.name, |status| {
         let mut clearance = match status.get(&bc.field) {
             Some(Value::Object(stored)) => stored.clone(),
             _ => {
@@ -170,14 +188,13 @@ async fn mutating(api: &Api<DynamicObject>, policy: &Policy, name: &str) -> Chec
         };
         clearance.insert(bc.cleared_by.clone(), json!(FORGED));
         status.insert(bc.field.clone(), Value::Object(clearance));
-        Some(())
-    })
-    .await;
-    match result {
+        true
+    });
+    match result.await {
         Ok(answer) => {
             let cleared_by = answer
-                .data
-                .get("status")
+                .as_ref()
+                .and_then(|a| a.data.get("status"))
                 .and_then(|s| s.get(&bc.field))
                 .and_then(|c| c.get(&bc.cleared_by))
                 .cloned()
@@ -209,53 +226,18 @@ async fn mutating(api: &Api<DynamicObject>, policy: &Policy, name: &str) -> Chec
     }
 }
 
-/// Reads the object, lets `change` edit its status, and PUTs it back as a dry run; a conflict
-/// (another writer in between) reads again, three times at most. `change` returning `None`
-/// sends nothing.
-async fn dry_run_status(
-    api: &Api<DynamicObject>,
-    name: &str,
-    mut change: impl FnMut(&mut Map<String, Value>) -> Option<()>,
-) -> Result<DynamicObject, kube::Error> {
-    let dry = PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    };
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut object = api.get_status(name).await?;
-        let mut status = object
-            .data
-            .get("status")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        if change(&mut status).is_none() {
-            return Ok(object);
-        }
-        if let Some(body) = object.data.as_object_mut() {
-            body.insert("status".into(), Value::Object(status));
-        }
-        match api.replace_status(name, &dry, &object).await {
-            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 3 => continue,
-            other => return other,
-        }
-    }
-}
-
-/// An API error as the API server put it; any other error as the client does.
-fn describe(e: &kube::Error) -> String {
+/// An API error as the API server put it; any other error as the client or manager does.
+fn describe(e: &StatusError) -> String {
     match e {
-        kube::Error::Api(s) => format!("HTTP {}: {}", s.code, s.message),
+        StatusError::Kube(kube::Error::Api(s)) => format!("HTTP {}: {}", s.code, s.message),
         other => other.to_string(),
     }
 }
 
 /// The API server's message when an admission webhook denied the request.
-fn webhook_denial(e: &kube::Error) -> Option<String> {
+fn webhook_denial(e: &StatusError) -> Option<String> {
     match e {
-        kube::Error::Api(s)
+        StatusError::Kube(kube::Error::Api(s))
             if s.message.contains("admission webhook")
                 && s.message.contains("denied the request") =>
         {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::json;
 
+use super::Ran;
 use crate::cluster::{self, merge_status};
 use crate::harness::{Ctx, NS};
 
@@ -144,23 +145,11 @@ fn kubectl_sh(ctx: &Ctx, kubeconfig: &Path, command: &str) -> Result<Ran> {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .env("PATH", path)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .with_context(|| format!("cannot run {command}"))?;
-    Ok(Ran {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    })
-}
-
-#[derive(Debug)]
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+    Ran::run(
+        Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .env("PATH", path)
+            .env("KUBECONFIG", kubeconfig),
+    )
 }

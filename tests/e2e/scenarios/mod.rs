@@ -148,6 +148,27 @@ pub fn all() -> Vec<Scenario> {
     ]
 }
 
+/// A finished command: its exit code and what it printed on each stream.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn run(cmd: &mut std::process::Command) -> Result<Ran> {
+        let out = cmd
+            .output()
+            .with_context(|| format!("cannot run {cmd:?}"))?;
+        Ok(Ran {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        })
+    }
+}
+
 /// A name no other scenario uses in this cluster.
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(1);

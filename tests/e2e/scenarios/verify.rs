@@ -11,6 +11,7 @@ use wfe_admission::cli::verify::{FORGED, verify};
 use wfe_admission::config::Config;
 use wfe_admission::policy::Policy;
 
+use super::Ran;
 use crate::cluster::{self, UNGUARDED_GROUP, create_wfe_in, put_status, rv, wfe_api_in};
 use crate::harness::{Ctx, NS};
 
@@ -71,10 +72,12 @@ pub async fn both_webhooks(ctx: Arc<Ctx>) -> Result<()> {
     let kubeconfig = dir.path().join("operator");
     ctx.access
         .write_kubeconfig(&kubeconfig, &ctx.access.operator_token)?;
-    let (code, out) = run_verify(&kubeconfig, &["--namespace", NS])?;
+    let ran = run_verify(&kubeconfig, &["--namespace", NS])?;
     ensure!(
-        code == Some(0) && out.contains("ok   validating:") && out.contains("ok   mutating:"),
-        "exit {code:?}:\n{out}"
+        ran.code == Some(0)
+            && ran.stdout.contains("ok   validating:")
+            && ran.stdout.contains("ok   mutating:"),
+        "{ran:#?}"
     );
 
     // A named object that does not exist: the API server's answer, in one line.
@@ -92,12 +95,14 @@ pub async fn both_webhooks(ctx: Arc<Ctx>) -> Result<()> {
         "{missing:?}"
     );
     // No object to write to: it cannot tell (exit 2), and says what it needs.
-    let (code, out) = run_verify(&kubeconfig, &["--namespace", "verify-empty"])?;
+    let ran = run_verify(&kubeconfig, &["--namespace", "verify-empty"])?;
     ensure!(
-        code == Some(2)
-            && out.contains("no workflowexecutions found in namespace verify-empty")
-            && out.contains("--name"),
-        "exit {code:?}:\n{out}"
+        ran.code == Some(2)
+            && ran
+                .stderr
+                .contains("no workflowexecutions found in namespace verify-empty")
+            && ran.stderr.contains("--name"),
+        "{ran:#?}"
     );
     Ok(())
 }
@@ -143,20 +148,14 @@ pub async fn unguarded(ctx: Arc<Ctx>) -> Result<()> {
     Ok(())
 }
 
-/// Runs `wfe-admission verify` with the operator's kubeconfig: exit code, stdout and stderr.
-fn run_verify(kubeconfig: &std::path::Path, args: &[&str]) -> Result<(Option<i32>, String)> {
-    let out = Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
-        .arg("verify")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .env_remove("KUBECONFIG")
-        .output()
-        .context("cannot run wfe-admission verify")?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.code(), text))
+/// Runs `wfe-admission verify` with the operator's kubeconfig.
+fn run_verify(kubeconfig: &std::path::Path, args: &[&str]) -> Result<Ran> {
+    Ran::run(
+        Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+            .arg("verify")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .env_remove("KUBECONFIG"),
+    )
 }

@@ -219,13 +219,7 @@ fn mkdir(path: &Path) -> Result<PathBuf> {
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let ran = super::Ran::run(cmd)?;
+    ensure!(ran.code == Some(0), "{cmd:?} failed: {}", ran.stderr);
     Ok(())
 }

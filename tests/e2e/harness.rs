@@ -33,8 +33,8 @@ pub struct Ctx {
     pub webhook: Webhook,
     /// Objects `repair` must fix, written before the webhooks existed.
     pub repair: Result<scenarios::repair::Fixture, String>,
-    /// For a webhook outside this process (the image): how to reach the API server as the
-    /// webhook.
+    /// For what runs outside this process (the image's webhook, the `verify` binary,
+    /// kubectl): how to reach the API server, and as whom.
     pub access: Access,
 }
 

@@ -17,6 +17,9 @@ pub struct Config {
     pub phase: PhaseConfig,
     /// Writer name -> how to recognise it from the request's user info.
     pub writers: BTreeMap<String, WriterMatch>,
+    /// Writer name -> the phase moves it may make without owning the phase field, each with
+    /// the fields it may set in that same write.
+    pub moves: BTreeMap<String, Vec<WriterMove>>,
     /// Top-level status field -> writers that own it.
     pub fields: BTreeMap<String, Vec<String>>,
     /// Owners of status fields not listed in `fields`.
@@ -83,6 +86,17 @@ pub struct WriterMatch {
     pub any_other_user: bool,
 }
 
+/// A phase move granted to a writer that does not own the phase (e.g. an orchestrator that fails
+/// a child when its parent ends), with the fields that move may carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WriterMove {
+    pub from: Vec<String>,
+    pub to: String,
+    #[serde(default)]
+    pub fields: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ConditionsConfig {
@@ -136,6 +150,18 @@ pub const CONTROLLER: &str = "controller";
 pub const EXECUTOR: &str = "executor";
 pub const OPERATOR: &str = "operator";
 pub const WEBHOOK: &str = "webhook";
+pub const ORCHESTRATOR: &str = "orchestrator";
+
+/// kubernaut's RemediationOrchestrator, in any namespace.
+pub const ORCHESTRATOR_USER: &str = "system:serviceaccount:*:remediationorchestrator-controller";
+
+/// The maps a partial file merges into the defaults by key instead of replacing them.
+const MERGED_MAPS: [&[&str]; 4] = [
+    &["writers"],
+    &["fields"],
+    &["conditions", "owners"],
+    &["moves"],
+];
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_string()).collect()
@@ -271,7 +297,23 @@ impl Default for Config {
                     ..WriterMatch::default()
                 },
             ),
+            (
+                ORCHESTRATOR.into(),
+                WriterMatch {
+                    users: strings(&[ORCHESTRATOR_USER]),
+                    ..WriterMatch::default()
+                },
+            ),
         ]);
+        // Its cascade fails a child that is not finished yet, with a reason and nothing else.
+        let moves = BTreeMap::from([(
+            ORCHESTRATOR.into(),
+            vec![WriterMove {
+                from: strings(&["Pending", "Running"]),
+                to: "Failed".into(),
+                fields: strings(&["failureReason"]),
+            }],
+        )]);
         let controller = strings(&[CONTROLLER]);
         // The webhook co-owns the derived fields so that `repair` may fill them in.
         let controller_and_webhook = strings(&[CONTROLLER, WEBHOOK]);
@@ -296,6 +338,7 @@ impl Default for Config {
             extra_resources: Vec::new(),
             phase: PhaseConfig::default(),
             writers,
+            moves,
             fields,
             default_field_owners: controller,
             conditions: ConditionsConfig::default(),
@@ -332,6 +375,37 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// Merges the by-name maps of a file (`writers`, `fields`, `conditions.owners`, `moves`) into
+/// the defaults: a key the file names replaces that entry, a key set to `null` removes it, and
+/// every other default entry stays.
+fn merge_maps(mut value: serde_json::Value) -> Result<serde_json::Value, ConfigError> {
+    use serde_json::Value;
+    let defaults = serde_json::to_value(Config::default()).map_err(|e| ConfigError::Invalid {
+        key: String::new(),
+        message: e.to_string(),
+    })?;
+    for path in MERGED_MAPS {
+        let pointer: String = path.iter().map(|k| format!("/{k}")).collect();
+        // Only a map the file gives at the full path merges; a wrong type is left for serde to
+        // report with its key.
+        let (Some(Value::Object(given)), Some(Value::Object(base))) =
+            (value.pointer_mut(&pointer), defaults.pointer(&pointer))
+        else {
+            continue;
+        };
+        let mut merged = base.clone();
+        for (k, v) in std::mem::take(given) {
+            if v.is_null() {
+                merged.remove(&k);
+            } else {
+                merged.insert(k, v);
+            }
+        }
+        *given = merged;
+    }
+    Ok(value)
+}
+
 impl Config {
     /// Reads a YAML (or JSON) file; keys it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -364,7 +438,7 @@ impl Config {
         let value = if value.is_null() {
             serde_json::Value::Object(Default::default())
         } else {
-            value
+            merge_maps(value)?
         };
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
@@ -458,9 +532,49 @@ impl Config {
                 "conditions.defaultOwners".to_string(),
                 &self.conditions.default_owners,
             )));
+        let unknown_writer = |w: &str| {
+            format!(
+                "unknown writer `{w}` (not under `writers`): add `writers.{w}: {{users: [...]}}` \
+                 (or `groups`, or `anyOtherUser: true`), or name one of {}",
+                self.writers.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        };
         for (key, owners) in owner_lists {
             if let Some(w) = owners.iter().find(|w| !known_writer(w)) {
-                return invalid(key, format!("unknown writer `{w}` (not under `writers`)"));
+                return invalid(key, unknown_writer(w));
+            }
+        }
+        for (writer, moves) in &self.moves {
+            if !known_writer(writer) {
+                return invalid(format!("moves.{writer}"), unknown_writer(writer));
+            }
+            for (i, m) in moves.iter().enumerate() {
+                let key = format!("moves.{writer}[{i}]");
+                if m.from.is_empty() {
+                    return invalid(key, "`from` must list at least one phase".into());
+                }
+                for from in &m.from {
+                    let legal = phase
+                        .transitions
+                        .get(from)
+                        .is_some_and(|t| t.contains(&m.to));
+                    if !legal {
+                        return invalid(
+                            key,
+                            format!(
+                                "`{from} → {}` is not a legal move of phase.transitions; a writer \
+                                 can only be given moves the table allows",
+                                m.to
+                            ),
+                        );
+                    }
+                }
+                if let Some(f) = m.fields.iter().find(|f| f.is_empty() || **f == phase.field) {
+                    return invalid(
+                        key,
+                        format!("`fields` may not name `{f}`: the move itself sets the phase"),
+                    );
+                }
             }
         }
         let names = [
@@ -515,6 +629,81 @@ mod tests {
         assert_eq!(config.block_clearance.min_reason_words, 3);
         assert_eq!(config.block_clearance.field, "blockClearance");
         assert_eq!(config.phase, PhaseConfig::default());
+    }
+
+    #[test]
+    fn a_file_naming_one_writer_keeps_the_other_writers() {
+        let config = Config::from_yaml(
+            "writers:\n  controller: {users: ['system:serviceaccount:ops:my-controller']}\n",
+        )
+        .expect("a partial writers map loads");
+        assert_eq!(
+            config.writers["controller"].users,
+            vec!["system:serviceaccount:ops:my-controller".to_string()]
+        );
+        let defaults = Config::default();
+        for name in [EXECUTOR, OPERATOR, WEBHOOK, ORCHESTRATOR] {
+            assert_eq!(config.writers[name], defaults.writers[name], "{name}");
+        }
+        assert_eq!(config.fields, defaults.fields);
+    }
+
+    #[test]
+    fn fields_condition_owners_and_moves_merge_by_name() {
+        let config = Config::from_yaml(
+            "fields:\n  ephemeralCredentialIDs: [controller]\n\
+             conditions:\n  owners:\n    Ready: [operator]\n\
+             moves:\n  operator: [{from: [Running], to: Failed}]\n",
+        )
+        .expect("partial maps load");
+        let defaults = Config::default();
+        assert_eq!(config.fields["ephemeralCredentialIDs"], vec!["controller"]);
+        assert_eq!(
+            config.fields["blockClearance"],
+            defaults.fields["blockClearance"]
+        );
+        assert_eq!(config.fields.len(), defaults.fields.len());
+        assert_eq!(config.conditions.owners["Ready"], vec!["operator"]);
+        assert_eq!(
+            config.conditions.owners["ExecutionComplete"],
+            defaults.conditions.owners["ExecutionComplete"]
+        );
+        assert_eq!(config.conditions.field, "conditions");
+        assert_eq!(config.moves["operator"][0].to, "Failed");
+        assert_eq!(config.moves[ORCHESTRATOR], defaults.moves[ORCHESTRATOR]);
+    }
+
+    #[test]
+    fn null_removes_a_default_entry() {
+        let config = Config::from_yaml("moves:\n  orchestrator: null\n").expect("loads");
+        assert!(config.moves.is_empty());
+        let config = Config::from_yaml("fields:\n  deduplicatedBy: ~\n").expect("loads");
+        assert!(!config.fields.contains_key("deduplicatedBy"));
+    }
+
+    #[test]
+    fn removing_a_writer_still_named_says_what_to_write() {
+        let err = Config::from_yaml("writers:\n  operator: null\n").expect_err("fails");
+        let text = err.to_string();
+        assert!(text.contains("fields.blockClearance"), "{text}");
+        assert!(
+            text.contains("add `writers.operator: {users: [...]}`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_move_outside_the_table_is_refused() {
+        let err = Config::from_yaml("moves:\n  operator: [{from: [Completed], to: Running}]\n")
+            .expect_err("fails");
+        let text = err.to_string();
+        assert!(
+            text.contains("moves.operator[0]") && text.contains("Completed → Running"),
+            "{text}"
+        );
+        let err = Config::from_yaml("moves:\n  robot: [{from: [Running], to: Failed}]\n")
+            .expect_err("fails");
+        assert!(err.to_string().contains("moves.robot"), "{err}");
     }
 
     #[test]

@@ -32,6 +32,8 @@ struct Ctx<'a> {
     policy: &'a Policy,
     writer: Writer<'a>,
     old: &'a Status,
+    /// Fields a phase move granted to this writer (`moves`) lets it set in this write.
+    granted: Vec<&'a str>,
     out: Combined,
 }
 
@@ -49,10 +51,17 @@ pub fn combine(
 ) -> Combined {
     let empty = Status::new();
     let old = old.unwrap_or(&empty);
+    let phases = &policy.phases;
+    let from = phases.current(PhaseValue::read(Some(old), &phases.field));
+    let granted = phases
+        .requested(from, PhaseValue::read(new, &phases.field))
+        .and_then(|to| policy.granted_move(writer.roles, from, to))
+        .unwrap_or_default();
     let mut ctx = Ctx {
         policy,
         writer,
         old,
+        granted,
         out: Combined {
             status: new.cloned().unwrap_or_default(),
             warnings: Vec::new(),
@@ -75,13 +84,24 @@ impl Ctx<'_> {
         self.out.corrections.push(path);
     }
 
-    fn reverted(&mut self, path: String, owners: super::writers::Writers) {
+    fn reverted(
+        &mut self,
+        path: String,
+        owners: super::writers::Writers,
+        sent: Option<&Value>,
+        kept: Option<&Value>,
+    ) {
         let warning = format!(
-            "status.{path} is owned by {}; the change by {} was reverted",
+            "status.{path} is owned by {}; the change by {} was reverted ({})",
             self.policy.writers.names(owners),
-            shown_user(self.writer.user)
+            shown_user(self.writer.user),
+            sent_and_kept(sent, kept)
         );
         self.correct(path, warning);
+    }
+
+    fn owns_field(&self, key: &str, owners: super::writers::Writers) -> bool {
+        self.writer.roles.intersects(owners) || self.granted.contains(&key)
     }
 
     /// Rule 5, checked on what was sent: a clearance that nobody can be credited with is refused
@@ -116,20 +136,20 @@ impl Ctx<'_> {
         keys.dedup();
         for key in keys {
             let owners = policy.field_owners(&key);
-            let owns = self.writer.roles.intersects(owners);
+            let owns = self.owns_field(&key, owners);
             let old = present(old_status.get(&key));
-            let new = present(self.out.status.get(&key));
+            let new = present(self.out.status.get(&key)).cloned();
             match (old, new) {
                 (Some(o), None) if !owns => {
                     self.out.status.insert(key, o.clone());
                 }
-                (Some(o), Some(n)) if !owns && o != n => {
+                (Some(o), Some(n)) if !owns && *o != n => {
                     self.out.status.insert(key.clone(), o.clone());
-                    self.reverted(key, owners);
+                    self.reverted(key, owners, Some(&n), Some(o));
                 }
-                (None, Some(_)) if !owns => {
+                (None, Some(n)) if !owns => {
                     self.out.status.remove(&key);
-                    self.reverted(key, owners);
+                    self.reverted(key, owners, Some(&n), None);
                 }
                 _ => {}
             }
@@ -202,7 +222,7 @@ impl Ctx<'_> {
                 Some(new) => {
                     merged.push(old.clone());
                     if new != old {
-                        self.reverted(format!("{field}[{t}]"), owners);
+                        self.reverted(format!("{field}[{t}]"), owners, Some(new), Some(old));
                     }
                 }
                 None if owns && policy.removable(t) => {}
@@ -217,7 +237,7 @@ impl Ctx<'_> {
             if self.writer.roles.intersects(owners) {
                 merged.push(update_condition(None, new, now));
             } else {
-                self.reverted(format!("{field}[{t}]"), owners);
+                self.reverted(format!("{field}[{t}]"), owners, Some(new), None);
             }
         }
         if !merged.is_empty() || old_status.contains_key(&field) || sent_present {
@@ -239,11 +259,12 @@ impl Ctx<'_> {
                 None => {
                     self.out.status.insert(field.clone(), first.clone());
                 }
-                Some(_) => {
+                Some(sent) => {
+                    let shown = sent_and_kept(Some(sent), Some(first));
                     self.out.status.insert(field.clone(), first.clone());
                     self.correct(
                         field.clone(),
-                        format!("status.{field} is write-once; its first value was kept"),
+                        format!("status.{field} is write-once; its first value was kept ({shown})"),
                     );
                 }
             }
@@ -260,24 +281,59 @@ impl Ctx<'_> {
             if let Some(first) = present(old_bc.get(attr))
                 && present(new_bc.get(attr)) != Some(first)
             {
+                let shown = sent_and_kept(present(new_bc.get(attr)), Some(first));
                 new_bc.insert(attr.clone(), first.clone());
-                kept.push(attr.clone());
+                kept.push((attr.clone(), shown));
             }
         }
-        for attr in kept {
+        for (attr, shown) in kept {
             let path = format!("{}.{attr}", bc.field);
             self.correct(
                 path.clone(),
-                format!("status.{path} records who cleared the block; its first value was kept"),
+                format!(
+                    "status.{path} records who cleared the block; its first value was kept ({shown})"
+                ),
             );
         }
     }
 
     /// Rule 4: times stamped on entering a phase, duration and the failure-reason mirror.
+    /// What it changes from the write is said: a value replaced is a correction, a value
+    /// filled in a warning.
     fn derived(&mut self, now: Timestamp) {
         let phases = &self.policy.phases;
         let from = phases.current(PhaseValue::read(Some(self.old), &phases.field));
+        let d = &self.policy.config.derived;
+        let fields = [
+            &d.start_time,
+            &d.completion_time,
+            &d.duration,
+            &d.failure_reason,
+        ];
+        let before: Vec<Option<Value>> = fields
+            .iter()
+            .map(|f| present(self.out.status.get(*f)).cloned())
+            .collect();
         derive(self.policy, Some(from), &mut self.out.status, now);
+        for (field, before) in fields.into_iter().zip(before) {
+            let after = present(self.out.status.get(field));
+            match (&before, after) {
+                (Some(b), Some(a)) if b != a => {
+                    let warning = format!(
+                        "status.{field} was recomputed: {} ({})",
+                        derived_rule(d, field),
+                        sent_and_kept(Some(b), Some(a))
+                    );
+                    self.correct(field.clone(), warning);
+                }
+                (None, Some(a)) => self.out.warnings.push(format!(
+                    "status.{field} was filled in as {}: {}",
+                    shown_value(a),
+                    derived_rule(d, field)
+                )),
+                _ => {}
+            }
+        }
     }
 
     /// Rule 5: a new clearance is attributed to the requesting user, now; its reason must say
@@ -302,9 +358,14 @@ impl Ctx<'_> {
         // stored one written without attribution) is taken from this request.
         let stored = |attr: &str| old_bc.and_then(|o| present(o.get(attr))).is_some();
         let mut forged = false;
+        let mut filled = Vec::new();
+        let mut replaced_at = None;
         if !stored(&bc.cleared_by) {
             let sent_by = new_bc.get(&bc.cleared_by).and_then(Value::as_str);
             forged = sent_by.is_some_and(|s| !s.is_empty() && s != user);
+            if sent_by.is_none_or(str::is_empty) {
+                filled.push(&bc.cleared_by);
+            }
             new_bc.insert(bc.cleared_by.clone(), Value::String(user.to_string()));
         }
         if !stored(&bc.cleared_at) {
@@ -318,9 +379,27 @@ impl Ctx<'_> {
                     (0..=REINVOCATION_WINDOW_SECONDS).contains(&age)
                 });
             if !recent {
-                new_bc.insert(bc.cleared_at.clone(), Value::String(time::format(now)));
+                let sent_at = present(new_bc.get(&bc.cleared_at)).cloned();
+                let stamp = Value::String(time::format(now));
+                match sent_at {
+                    Some(sent) => replaced_at = Some(sent_and_kept(Some(&sent), Some(&stamp))),
+                    None => filled.push(&bc.cleared_at),
+                }
+                new_bc.insert(bc.cleared_at.clone(), stamp);
             }
         }
+        let filled: Vec<String> = filled
+            .into_iter()
+            .map(|attr| {
+                let value = new_bc.get(attr).map(shown_value).unwrap_or_default();
+                format!(
+                    "status.{}.{attr} was filled in as {value}: a clearance is attributed to \
+                     the user the API server authenticated, at the time it was made",
+                    bc.field
+                )
+            })
+            .collect();
+        self.out.warnings.extend(filled);
         if forged {
             let path = format!("{}.{}", bc.field, bc.cleared_by);
             self.correct(
@@ -328,6 +407,13 @@ impl Ctx<'_> {
                 format!(
                     "status.{path} is set from the requesting user; the value sent was replaced"
                 ),
+            );
+        }
+        if let Some(shown) = replaced_at {
+            let path = format!("{}.{}", bc.field, bc.cleared_at);
+            self.correct(
+                path.clone(),
+                format!("status.{path} is the time of the clearance, now ({shown})"),
             );
         }
     }
@@ -358,7 +444,7 @@ pub fn clearance_denial(
     let words = reason.split_whitespace().count();
     (old_reason != Some(reason) && words < bc.min_reason_words).then(|| {
         format!(
-            "status.{}.{} must explain the clearance in at least {} words (got {words})",
+            "status.{}.{} must give the reason for the clearance in at least {} words (got {words})",
             bc.field, bc.reason, bc.min_reason_words
         )
     })
@@ -386,8 +472,12 @@ pub fn derive(policy: &Policy, from: Option<&str>, status: &mut Status, now: Tim
     }
     let time_of = |f: &str| status.get(f).and_then(Value::as_str).and_then(time::parse);
     if let (Some(start), Some(end)) = (time_of(&d.start_time), time_of(&d.completion_time)) {
-        let duration = Value::String(time::go_duration(start, end));
-        if status.get(&d.duration) != Some(&duration) {
+        let sent = status
+            .get(&d.duration)
+            .and_then(Value::as_str)
+            .and_then(time::parse_go_duration);
+        if !sent.is_some_and(|sent| time::agrees_with_times(sent, start, end)) {
+            let duration = Value::String(time::go_duration(start, end));
             status.insert(d.duration.clone(), duration);
         }
     }
@@ -437,6 +527,38 @@ fn update_condition(old: Option<&Value>, new: &Value, now: Timestamp) -> Value {
         None => {}
     }
     c
+}
+
+/// Why a derived field has the value it has, for the warning that says it changed.
+fn derived_rule(d: &crate::config::DerivedConfig, field: &str) -> String {
+    if field == d.duration {
+        format!(
+            "it is {} − {}, and a value within the second the stored times allow is kept",
+            d.completion_time, d.start_time
+        )
+    } else if field == d.failure_reason {
+        format!(
+            "it mirrors {}.{}",
+            d.failure_details, d.failure_details_reason
+        )
+    } else {
+        "it is stamped when the phase that needs it is entered".into()
+    }
+}
+
+/// A value for a one-line message: compact JSON, cut at 80 characters.
+fn shown_value(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// `sent X, kept Y` for a correction's warning.
+fn sent_and_kept(sent: Option<&Value>, kept: Option<&Value>) -> String {
+    let show = |v: Option<&Value>| v.map_or_else(|| "nothing".to_string(), shown_value);
+    format!("sent {}, stored {}", show(sent), show(kept))
 }
 
 fn shown_user(user: &str) -> &str {

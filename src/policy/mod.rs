@@ -26,6 +26,7 @@ pub struct Policy {
     condition_owners: HashMap<String, Writers>,
     default_condition_owners: Writers,
     removable: HashSet<String>,
+    moves: Vec<(Writers, crate::config::WriterMove)>,
 }
 
 /// Who is writing: the user name the API server authenticated and the writers it matches.
@@ -56,6 +57,14 @@ impl Policy {
             default_field_owners: set(&config.default_field_owners),
             default_condition_owners: set(&config.conditions.default_owners),
             removable: config.conditions.removable.iter().cloned().collect(),
+            moves: config
+                .moves
+                .iter()
+                .flat_map(|(w, moves)| {
+                    let who = writers.set(std::slice::from_ref(w));
+                    moves.iter().map(move |m| (who, m.clone()))
+                })
+                .collect(),
             field_owners,
             condition_owners,
             writers,
@@ -83,6 +92,31 @@ impl Policy {
             .get(condition_type)
             .copied()
             .unwrap_or(self.default_condition_owners)
+    }
+
+    /// When `from → to` is a move granted to one of `roles` (`moves`), the fields that write
+    /// may set besides the phase; `None` when no such move is granted.
+    pub fn granted_move(&self, roles: Writers, from: &str, to: &str) -> Option<Vec<&str>> {
+        let mut granted = None;
+        for (who, m) in &self.moves {
+            if roles.intersects(*who) && m.to == to && m.from.iter().any(|f| f == from) {
+                granted
+                    .get_or_insert_with(Vec::new)
+                    .extend(m.fields.iter().map(String::as_str));
+            }
+        }
+        granted
+    }
+
+    /// The moves granted to `roles`, worded for a message (`Pending, Running → Failed`).
+    pub fn granted_moves_text(&self, roles: Writers) -> Option<String> {
+        let text: Vec<String> = self
+            .moves
+            .iter()
+            .filter(|(who, _)| roles.intersects(*who))
+            .map(|(_, m)| format!("{} → {}", m.from.join(", "), m.to))
+            .collect();
+        (!text.is_empty()).then(|| text.join("; "))
     }
 
     pub fn removable(&self, condition_type: &str) -> bool {

@@ -259,9 +259,27 @@ pub fn mutate<K: ReviewObject>(
     } else {
         Decision::Patch(patch)
     };
+    // A write the validating endpoint will refuse is never stored: its corrections did not
+    // happen, so they are not reported (the denial is, by the validating endpoint).
+    let refused = matches!(
+        judge(
+            policy,
+            input.old,
+            Some(&combined.status),
+            input.writer,
+            input.subject.clone(),
+            input.dry_run,
+        )
+        .decision,
+        Decision::Deny(_)
+    );
     Verdict {
         warnings: combined.warnings,
-        corrections: combined.corrections,
+        corrections: if refused {
+            Vec::new()
+        } else {
+            combined.corrections
+        },
         ..Verdict::new(decision, input.subject, input.dry_run)
     }
 }
@@ -282,13 +300,25 @@ pub fn validate<K: ReviewObject>(policy: &Policy, req: &AdmissionRequest<K>) -> 
         old,
         new,
         writer,
-        mut subject,
+        subject,
         dry_run,
         ..
     } = match read(policy, req) {
         Ok(input) => input,
         Err(verdict) => return *verdict,
     };
+    judge(policy, old, new, writer, subject, dry_run)
+}
+
+/// The checks of the validating endpoint on one `old → new` status.
+fn judge(
+    policy: &Policy,
+    old: Option<&Status>,
+    new: Option<&Status>,
+    writer: Writer<'_>,
+    mut subject: Subject,
+    dry_run: bool,
+) -> Verdict {
     let phases = &policy.phases;
     let from = phases.current(PhaseValue::read(old, &phases.field));
     // Phase values come from writers: shown escaped, so that a message stays on one line.
@@ -310,9 +340,14 @@ pub fn validate<K: ReviewObject>(policy: &Policy, req: &AdmissionRequest<K>) -> 
     if from != to {
         subject.transition = Some((from.to_string(), to.to_string()));
         let owners = policy.field_owners(&phases.field);
-        if !writer.roles.intersects(owners) {
+        if !writer.roles.intersects(owners) && policy.granted_move(writer.roles, from, to).is_none()
+        {
+            let granted = policy
+                .granted_moves_text(writer.roles)
+                .map(|m| format!("; {} may only move {m}", policy.writers.names(writer.roles)))
+                .unwrap_or_default();
             let message = format!(
-                "{}: {} may not move status.{} {shown_from} → {shown_to}; only {} may change the phase",
+                "{}: {} may not move status.{} {shown_from} → {shown_to}; only {} may change the phase{granted}",
                 subject_line(&subject),
                 writer_line(&subject),
                 phases.field,

@@ -87,11 +87,16 @@ fn a_field_the_non_owner_dropped_is_carried_over() {
     ] {
         assert_eq!(s[key], failed()[key], "{key} carried over");
     }
+    // A carry-over is silent; only the clearance's attribution, filled in, is said.
     assert!(
-        out.verdict.warnings.is_empty(),
+        out.verdict
+            .warnings
+            .iter()
+            .all(|w| w.starts_with("status.blockClearance.") && w.contains("was filled in")),
         "a carry-over is silent: {}",
         out.warnings()
     );
+    assert!(out.verdict.corrections.is_empty());
 }
 
 #[test]
@@ -630,13 +635,23 @@ fn a_new_clearance_is_attributed_to_the_requesting_user_now() {
         out.warnings()
     );
 
-    // Without any attribution it is filled in silently.
+    // Without any attribution it is filled in, said with a warning per field, no correction.
     let mut new = failed();
     new["blockClearance"] = clearance(LONG_REASON);
     let out = run(&p, OPERATOR, failed(), new);
     assert_eq!(out.status()["blockClearance"]["clearedBy"], OPERATOR);
     assert_eq!(out.status()["blockClearance"]["clearedAt"], now_text());
-    assert!(out.verdict.warnings.is_empty(), "{}", out.warnings());
+    assert_eq!(out.verdict.warnings.len(), 2, "{}", out.warnings());
+    assert!(
+        out.warnings()
+            .contains("status.blockClearance.clearedBy was filled in as \"alice@example.com\"")
+            && out
+                .warnings()
+                .contains("status.blockClearance.clearedAt was filled in"),
+        "{}",
+        out.warnings()
+    );
+    assert!(out.verdict.corrections.is_empty());
 }
 
 #[test]

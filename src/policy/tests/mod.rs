@@ -3,6 +3,7 @@
 //! API server sends, and property tests over generated statuses and writers.
 
 mod combine;
+mod kubernaut;
 mod match_conditions;
 mod props;
 mod review;

@@ -40,7 +40,8 @@ done
 
 RBAC=/apis/rbac.authorization.k8s.io/v1
 
-# Status writers: controller, executor, operator, and the webhook's own status manager.
+# Status writers: controller, executor, operator, orchestrator, kubernaut's controller as the
+# default policy sees it (controller and executor in one), and the webhook's own status manager.
 apply "$RBAC/clusterroles/wfe-e2e:workflowexecution-writer" '{
   "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
   "metadata": {"name": "wfe-e2e:workflowexecution-writer"},
@@ -59,7 +60,9 @@ apply "$RBAC/clusterrolebindings/wfe-e2e:workflowexecution-writer" '{
     {"kind": "ServiceAccount", "namespace": "kubernaut-system", "name": "workflowexecution-controller"},
     {"kind": "ServiceAccount", "namespace": "kubernaut-system", "name": "workflowexecution-executor"},
     {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice@example.com"},
-    {"kind": "ServiceAccount", "namespace": "wfe-system", "name": "wfe-admission"}
+    {"kind": "ServiceAccount", "namespace": "wfe-system", "name": "wfe-admission"},
+    {"kind": "ServiceAccount", "namespace": "kubernaut-system", "name": "remediationorchestrator-controller"},
+    {"kind": "ServiceAccount", "namespace": "kubernaut", "name": "workflowexecution-controller"}
   ]
 }'
 

@@ -158,6 +158,8 @@ identities=(
   "executor|system:serviceaccount:kubernaut-system:workflowexecution-executor|system:serviceaccounts,system:serviceaccounts:kubernaut-system,system:authenticated"
   "operator|alice@example.com|sre"
   "webhook|system:serviceaccount:wfe-system:wfe-admission|system:serviceaccounts,system:serviceaccounts:wfe-system,system:authenticated"
+  "orchestrator|system:serviceaccount:kubernaut-system:remediationorchestrator-controller|system:serviceaccounts,system:serviceaccounts:kubernaut-system,system:authenticated"
+  "kubernaut|system:serviceaccount:kubernaut:workflowexecution-controller|system:serviceaccounts,system:serviceaccounts:kubernaut,system:authenticated"
 )
 declare -A TOKEN USERNAME
 : >"$PKI/tokens.csv"

@@ -25,6 +25,11 @@ pub struct Clients {
     pub executor: Client,
     pub operator: Client,
     pub webhook: Client,
+    /// kubernaut's RemediationOrchestrator.
+    pub orchestrator: Client,
+    /// kubernaut's controller as the default policy sees it: controller and executor in one
+    /// identity (its executors run in its process).
+    pub kubernaut: Client,
 }
 
 /// A client that authenticates with a bearer token, built by hand (no kubeconfig).

@@ -197,6 +197,8 @@ async fn setup(plane: &ControlPlane) -> Result<Ctx> {
         executor: cluster::client(url, ca, token("EXECUTOR")?)?,
         operator: cluster::client(url, ca, token("OPERATOR")?)?,
         webhook: cluster::client(url, ca, token("WEBHOOK")?)?,
+        orchestrator: cluster::client(url, ca, token("ORCHESTRATOR")?)?,
+        kubernaut: cluster::client(url, ca, token("KUBERNAUT")?)?,
     };
     let users = Users {
         controller: plane.var("WFE_USER_CONTROLLER")?.to_string(),

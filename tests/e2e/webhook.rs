@@ -28,8 +28,13 @@ use wfe_admission::status::StatusManager;
 
 pub const CONFIG_NAME: &str = "wfe-admission-e2e";
 pub const EXECUTOR: &str = "system:serviceaccount:*:workflowexecution-executor";
+/// kubernaut's controller in the `kubernaut` namespace: both controller and executor, as the
+/// default policy has it (the suite's own controller identity is the controller only).
+pub const KUBERNAUT_CONTROLLER: &str =
+    "system:serviceaccount:kubernaut:workflowexecution-controller";
 
-/// The policy under test: the defaults, with the executor as its own identity, also guarding
+/// The policy under test: the defaults, with the executor as its own identity (and kubernaut's
+/// controller as in the defaults, see [`KUBERNAUT_CONTROLLER`]), also guarding
 /// the loose copy of the CRD.
 pub fn policy() -> Result<Policy> {
     let mut config = Config::default();
@@ -40,7 +45,7 @@ pub fn policy() -> Result<Policy> {
         .writers
         .get_mut(wfe_admission::config::EXECUTOR)
         .context("the default config has no executor writer")?
-        .users = vec![EXECUTOR.to_string()];
+        .users = vec![EXECUTOR.to_string(), KUBERNAUT_CONTROLLER.to_string()];
     Ok(Policy::new(config)?)
 }
 

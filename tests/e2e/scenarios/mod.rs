@@ -5,6 +5,7 @@ mod dry_run;
 mod events;
 mod image;
 mod kubectl;
+mod kubernaut;
 mod lifecycle;
 mod manager;
 mod match_condition;
@@ -68,6 +69,16 @@ pub fn all() -> Vec<Scenario> {
             "lifecycle_illegal_moves_are_denied_with_an_event",
             MINUTE,
             lifecycle::illegal
+        ),
+        scenario!(
+            "kubernaut_real_writes_pass_as_sent",
+            2 * MINUTE,
+            kubernaut::real_writes
+        ),
+        scenario!(
+            "an_illegal_move_with_a_correction_records_only_the_denial",
+            MINUTE,
+            kubernaut::illegal_move_with_a_correction
         ),
         scenario!(
             "merging_partial_writes_keep_other_writers_fields",

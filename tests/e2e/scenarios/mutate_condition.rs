@@ -71,9 +71,12 @@ pub async fn prepare(admin: &Client) -> Result<()> {
         s.insert(
             "conditions".into(),
             json!([
-                {"type": "Ready", "status": "False", "reason": "Running", "message": "first"},
-                {"type": "ExecutionRunning", "status": "True", "reason": "Running", "message": "one"},
-                {"type": "Ready", "status": "False", "reason": "Running", "message": "second"},
+                {"type": "Ready", "status": "False", "reason": "Running", "message": "first",
+                 "lastTransitionTime": "2026-03-01T11:50:00Z"},
+                {"type": "ExecutionRunning", "status": "True", "reason": "Running", "message": "one",
+                 "lastTransitionTime": "2026-03-01T11:50:00Z"},
+                {"type": "Ready", "status": "False", "reason": "Running", "message": "second",
+                 "lastTransitionTime": "2026-03-01T11:50:00Z"},
             ]),
         );
     })
@@ -207,7 +210,9 @@ fn change(s: &mut Status, which: usize, rng: &mut Rng) -> String {
         11 => {
             let t = *rng.pick(&["ExecutionComplete", "AdmissionRejected", "AnotherProbe"]);
             if let Some(Value::Array(list)) = s.get_mut("conditions") {
-                list.push(json!({"type": t, "status": "True", "reason": "Added"}));
+                list.push(
+                    json!({"type": t, "status": "True", "reason": "Added", "message": "added"}),
+                );
             }
             "condition added"
         }

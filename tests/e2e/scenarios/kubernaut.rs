@@ -1,0 +1,245 @@
+//! kubernaut's real writers (tests/data/kubernaut/writes.yaml) against the real API server, the
+//! CRD schema-equivalent to kubernaut's and both webhooks: each write is sent the way its writer
+//! sends it (the controller reads, changes and PUTs the whole status with the read
+//! resourceVersion and retries a 409 on a fresh read; an operator merge-patches), as that
+//! writer's identity, and what the API server stored is compared with what was sent. Prints the
+//! table of real writes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use jiff::Timestamp;
+use kube::Error as KubeError;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::core::DynamicObject;
+use serde_json::{Value, json};
+
+use crate::cluster::{self, status_of};
+use crate::harness::{Ctx, NS};
+
+#[path = "../../support/kubernaut_writes.rs"]
+mod writes;
+
+use writes::{Via, Who, Write};
+
+/// One row of the table: writer, verb, move, verdict, what the webhook changed.
+struct Row {
+    lifecycle: String,
+    what: String,
+    writer: Who,
+    via: Via,
+    from: String,
+    to: String,
+    verdict: String,
+    changed: Vec<String>,
+}
+
+pub async fn real_writes(ctx: Arc<Ctx>) -> Result<()> {
+    let data = writes::load().map_err(anyhow::Error::msg)?;
+    let mut rows = Vec::new();
+    for lifecycle in &data.lifecycles {
+        let name = ctx.create("kubernaut").await?;
+        for w in &lifecycle.writes {
+            let context = format!("{} / {}", lifecycle.name, w.what);
+            let row = replay(&ctx, &name, w)
+                .await
+                .with_context(|| context.clone())?;
+            rows.push(Row {
+                lifecycle: lifecycle.name.clone(),
+                what: w.what.clone(),
+                ..row
+            });
+        }
+    }
+    println!(
+        "    | lifecycle | write | writer | verb | from → to | verdict | changed by the webhook |"
+    );
+    println!("    |---|---|---|---|---|---|---|");
+    for r in &rows {
+        let changed = if r.changed.is_empty() {
+            "nothing".to_string()
+        } else {
+            r.changed.join(", ")
+        };
+        println!(
+            "    | {} | {} | {} | {} | {} → {} | {} | {changed} |",
+            r.lifecycle,
+            r.what,
+            r.writer.as_str(),
+            r.via.as_str(),
+            shown(&r.from),
+            shown(&r.to),
+            r.verdict
+        );
+    }
+    let denied = rows
+        .iter()
+        .filter(|r| r.verdict.starts_with("denied"))
+        .count();
+    println!(
+        "    {} writes: {} allowed ({} as sent), {denied} denied",
+        rows.len(),
+        rows.len() - denied,
+        rows.iter()
+            .filter(|r| !r.verdict.starts_with("denied") && r.changed.is_empty())
+            .count()
+    );
+    Ok(())
+}
+
+fn shown(phase: &str) -> &str {
+    if phase.is_empty() { "(none)" } else { phase }
+}
+
+fn api(ctx: &Ctx, who: Who) -> Api<DynamicObject> {
+    let client = match who {
+        Who::Controller => &ctx.clients.kubernaut,
+        Who::Orchestrator => &ctx.clients.orchestrator,
+        Who::Operator => &ctx.clients.operator,
+    };
+    cluster::wfe_api(client, NS)
+}
+
+/// Waits until the wall clock's fraction of a second is near the write's, for a write whose
+/// value depends on it (a duration rounded from a sub-second clock).
+async fn align(w: &Write) {
+    let depends = serde_json::to_string(&w.set).is_ok_and(|s| s.contains("${duration}"));
+    if !depends {
+        return;
+    }
+    let want = w.at.fract();
+    for _ in 0..200 {
+        let frac = f64::from(Timestamp::now().subsec_nanosecond()) / 1e9;
+        let ahead = (frac - want).rem_euclid(1.0);
+        if ahead < 0.1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn replay(ctx: &Ctx, name: &str, w: &Write) -> Result<Row> {
+    let api = api(ctx, w.writer);
+    let mut attempts = 0;
+    let (before, sent, result) = loop {
+        attempts += 1;
+        let mut object = api.get_status(name).await?;
+        let before = status_of(&object);
+        align(w).await;
+        let now = Timestamp::now();
+        let sent = w.sent(&before, now);
+        let result = match w.via {
+            Via::Put => {
+                object.data["status"] = Value::Object(w.body(&before, now));
+                api.replace_status(name, &PostParams::default(), &object)
+                    .await
+            }
+            Via::Merge => {
+                let patch = json!({"status": Value::Object(w.body(&before, now))});
+                api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+            }
+        };
+        match result {
+            Err(KubeError::Api(e)) if e.code == 409 && attempts < 5 => continue,
+            other => break (before, sent, other),
+        }
+    };
+    let from = phase(&before);
+    match (&w.expect.denied, result) {
+        (Some(reason), Err(KubeError::Api(e))) => {
+            ensure!(e.code == 403, "expected a denial, got {e:?}");
+            ensure!(
+                e.message.contains(reason.as_str()) || e.message.contains(&reason_text(reason)),
+                "expected {reason}: {}",
+                e.message
+            );
+            if let Some(piece) = &w.expect.message {
+                ensure!(e.message.contains(piece.as_str()), "{}", e.message);
+            }
+            let after = status_of(&ctx.stored(name).await?);
+            ensure!(after == before, "a denied write stored something");
+            Ok(Row {
+                lifecycle: String::new(),
+                what: String::new(),
+                writer: w.writer,
+                via: w.via,
+                to: phase(&sent),
+                from,
+                verdict: format!("denied ({reason})"),
+                changed: Vec::new(),
+            })
+        }
+        (None, Ok(stored)) => {
+            let stored = status_of(&stored);
+            let changed = writes::changed(&sent, &stored);
+            ensure!(
+                changed == w.expect.changed,
+                "the webhook changed {changed:?}, expected {:?}; sent {sent:?}, stored {stored:?}",
+                w.expect.changed
+            );
+            Ok(Row {
+                lifecycle: String::new(),
+                what: String::new(),
+                writer: w.writer,
+                via: w.via,
+                from,
+                to: phase(&stored),
+                verdict: if attempts > 1 {
+                    format!("allowed (after {} conflicts)", attempts - 1)
+                } else {
+                    "allowed".into()
+                },
+                changed,
+            })
+        }
+        (expected, got) => bail!("expected {expected:?}, got {got:?}"),
+    }
+}
+
+fn phase(status: &cluster::Status) -> String {
+    status
+        .get("phase")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// How the message names a deny reason (the reason itself is not in the text the writer sees).
+fn reason_text(reason: &str) -> String {
+    match reason {
+        "IllegalPhaseTransition" => "illegal phase transition".into(),
+        "PhaseNotOwned" => "may not move status.phase".into(),
+        "BlockClearanceRejected" => "clearance by".into(),
+        other => other.into(),
+    }
+}
+
+/// An illegal move that also carries a correction: the writer gets the denial, admins one
+/// IllegalPhaseTransition Event and no StatusFieldRestored, since nothing was stored.
+pub async fn illegal_move_with_a_correction(ctx: Arc<Ctx>) -> Result<()> {
+    let name = ctx
+        .create_in("kubernaut-illegal", &["Running", "Completed"])
+        .await?;
+    let result = cluster::put_status(&ctx.controller(), &name, |s| {
+        s.insert("phase".into(), json!("Running"));
+        s.insert("startTime".into(), json!("2020-01-01T00:00:00Z"));
+    })
+    .await;
+    let (code, message) = cluster::api_error(result, "Completed → Running with a new startTime")?;
+    ensure!(
+        code == 403 && message.contains("illegal phase transition Completed → Running"),
+        "{message}"
+    );
+    super::events_flushed(&ctx, "kubernaut-illegal-witness").await?;
+    let admin = &ctx.clients.admin;
+    let denials = cluster::events(admin, NS, "IllegalPhaseTransition", &name).await?;
+    let corrections = cluster::events(admin, NS, "StatusFieldRestored", &name).await?;
+    ensure!(denials.len() == 1, "one denial Event: {denials:?}");
+    ensure!(
+        corrections.is_empty(),
+        "no correction Event for a write never stored: {corrections:?}"
+    );
+    Ok(())
+}

@@ -61,6 +61,7 @@ pub struct StatusManager {
     metrics: Metrics,
     max_attempts: u32,
     backoff: Duration,
+    backoff_cap: Duration,
     race_hook: Option<RaceHook>,
 }
 
@@ -73,16 +74,45 @@ impl std::fmt::Debug for StatusManager {
     }
 }
 
-/// `base` scaled by a factor in [0.5, 1.5) so that racing writers do not retry in lockstep.
+/// A uniform number in [0, 1): splitmix64 over a process-wide counter seeded from the clock, so
+/// that writers racing in one process (or several started together) draw different delays.
+fn random_unit() -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut seed = STATE.load(Ordering::Relaxed);
+    if seed == 0 {
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        let _ = STATE.compare_exchange(
+            0,
+            clock ^ u64::from(std::process::id()) << 32 | 1,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        seed = STATE.load(Ordering::Relaxed);
+    }
+    let mut z = seed.wrapping_add(STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `base` scaled by a factor in [0.5, 1.5) so that retries do not run in lockstep.
 pub fn jitter(base: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    // A cheap mix of the clock's low bits; good enough to spread retries.
-    let mixed = nanos.wrapping_mul(2_654_435_761) >> 8;
-    let factor = 0.5 + f64::from(mixed % 1000) / 1000.0;
-    base.mul_f64(factor)
+    base.mul_f64(0.5 + random_unit())
+}
+
+/// The wait before retry `attempt` (1 = after the first conflict): uniform in [0, `base` ·
+/// 2^(attempt − 1)] capped at `cap` ("full jitter"). Writers that conflicted together spread
+/// over the whole window instead of meeting again a fixed time later.
+pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let window = base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(cap);
+    window.mul_f64(random_unit())
 }
 
 /// The API for the policy's guarded resource at the version of `api_version`.
@@ -114,8 +144,11 @@ impl StatusManager {
     pub fn new(metrics: Metrics) -> Self {
         Self {
             metrics,
-            max_attempts: 5,
-            backoff: Duration::from_millis(50),
+            // With full jitter, 16 writers racing on one object all get through (wfe-bench's
+            // status-manager rows); a writer still conflicting after ~4 s of waiting gives up.
+            max_attempts: 10,
+            backoff: Duration::from_millis(25),
+            backoff_cap: Duration::from_secs(1),
             race_hook: None,
         }
     }
@@ -149,7 +182,6 @@ impl StatusManager {
         W: Fn(K) -> WF,
         WF: Future<Output = kube::Result<K>>,
     {
-        let mut delay = self.backoff;
         for attempt in 1..=self.max_attempts {
             let Some(object) = prepare(read().await?)? else {
                 return Ok(None);
@@ -168,8 +200,10 @@ impl StatusManager {
                 Err(KubeError::Api(e)) if e.code == 409 => {
                     self.metrics.status_write(Attempt::Conflict);
                     tracing::debug!(name, attempt, "write conflicted; reading again");
-                    tokio::time::sleep(jitter(delay)).await;
-                    delay = delay.saturating_mul(2);
+                    if attempt < self.max_attempts {
+                        let wait = backoff(self.backoff, self.backoff_cap, attempt);
+                        tokio::time::sleep(wait).await;
+                    }
                 }
                 Err(e) => {
                     self.metrics.status_write(Attempt::Failure);
@@ -177,6 +211,11 @@ impl StatusManager {
                 }
             }
         }
+        tracing::warn!(
+            name,
+            attempts = self.max_attempts,
+            "gave up after conflicting writes"
+        );
         Err(StatusError::Conflicts(self.max_attempts))
     }
 
@@ -360,6 +399,22 @@ fn set_condition(status: &mut Status, field: &str, r: &RejectionCondition, now: 
 mod tests {
     use super::*;
     use serde_json::Map;
+
+    #[test]
+    fn backoff_spreads_over_a_window_that_doubles_up_to_the_cap() {
+        let (base, cap) = (Duration::from_millis(25), Duration::from_secs(1));
+        for attempt in 1..=10u32 {
+            let window = (base * 2u32.pow(attempt - 1)).min(cap);
+            let draws: Vec<Duration> = (0..200).map(|_| backoff(base, cap, attempt)).collect();
+            assert!(draws.iter().all(|d| *d <= window), "{attempt}");
+            // Spread: draws land in both halves of the window, and rarely twice on one value.
+            assert!(draws.iter().any(|d| *d < window / 2) && draws.iter().any(|d| *d > window / 2));
+            let mut distinct = draws.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert!(distinct.len() > 190, "{attempt}: {}", distinct.len());
+        }
+    }
 
     #[test]
     fn jitter_stays_within_half_and_one_and_a_half() {

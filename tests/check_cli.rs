@@ -96,6 +96,34 @@ fn an_operator_cannot_move_the_phase() {
 }
 
 #[test]
+fn the_orchestrator_may_fail_a_running_child_and_only_that() {
+    let orchestrator = "system:serviceaccount:kubernaut-system:remediationorchestrator-controller";
+    let (code, out, _) = check("running.yaml", "cascaded.yaml", &["--user", orchestrator]);
+    assert_eq!(code, 0, "{out}");
+    let status = &out["status"];
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(
+        status["failureReason"],
+        "Parent RR entered terminal phase: Cancelled"
+    );
+    assert_eq!(status["completionTime"], "2026-11-27T10:03:30Z");
+    assert_eq!(status["duration"], "3m30s");
+    let warnings = out["warnings"].to_string();
+    assert!(
+        warnings.contains("status.completionTime was filled in"),
+        "{warnings}"
+    );
+    // Completing is the controller's.
+    let (code, out, _) = check("running.yaml", "completed.yaml", &["--user", orchestrator]);
+    assert_eq!(code, 1, "{out}");
+    let message = out["message"].as_str().expect("message");
+    assert!(
+        message.contains("orchestrator may only move Pending, Running → Failed"),
+        "{message}"
+    );
+}
+
+#[test]
 fn bad_input_exits_2_with_the_reason_on_stderr() {
     for (old, new, expected) in [
         ("broken.yaml", "completed.yaml", "not valid YAML"),

@@ -10,6 +10,8 @@
 //! `WFE_SKIP_E2E=1` skips the suite. Arguments that do not start with `-` filter scenarios by
 //! substring (as `cargo test NAME` passes them); `WFE_E2E_KEEP=1` keeps the work directory.
 
+#[path = "e2e/authwebhook.rs"]
+mod authwebhook;
 #[path = "e2e/cluster.rs"]
 mod cluster;
 #[path = "e2e/harness.rs"]

@@ -104,7 +104,11 @@ pub async fn rows(
                         .await
                     {
                         Ok(Outcome::Written { .. }) | Ok(Outcome::Unchanged) => {}
-                        Err(crate::status::StatusError::Conflicts(_)) => gave_up += 1,
+                        // A give-up is the caller's error to report, not a figure to average.
+                        Err(e @ crate::status::StatusError::Conflicts(_)) => {
+                            gave_up += 1;
+                            errors.push(format!("writer {w}, update {i}: {e}"));
+                        }
                         Err(e) => errors.push(e.to_string()),
                     }
                 }

@@ -49,6 +49,7 @@ pub fn cases() -> Vec<Case> {
         case!(install_cert_manager_mode),
         case!(install_self_managed_mode_and_run_it_with_the_chart_rbac),
         case!(install_provided_mode_and_guard_status_end_to_end),
+        case!(install_with_defaults_beside_a_crd_kubernaut_installed),
     ]
 }
 
@@ -839,4 +840,52 @@ fn install_provided_mode_and_guard_status_end_to_end(ctx: &mut Ctx) {
     assert!(message.contains(SA_USER), "{message}");
     drop(webhook);
     drop(release);
+}
+
+/// kubernaut's chart installs the CRD from its crds/ folder, so it carries no Helm ownership. A
+/// default install must neither fail on it nor take it over, and must say so in its notes.
+fn install_with_defaults_beside_a_crd_kubernaut_installed(ctx: &mut Ctx) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+    let (helm, cluster) = ctx.cluster();
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.admin.clone());
+    let name = "workflowexecutions.kubernaut.ai";
+    // The earlier cases' kept CRD, made to look like kubernaut's: no Helm annotations or label.
+    let unowned = json!({"metadata": {
+        "annotations": {"meta.helm.sh/release-name": null, "meta.helm.sh/release-namespace": null,
+                        "helm.sh/resource-policy": null},
+        "labels": {"app.kubernetes.io/managed-by": null}}});
+    cluster
+        .block_on(crds.patch(name, &PatchParams::default(), &Patch::Merge(&unowned)))
+        .expect("the CRD of the earlier cases is there to disown");
+    let before = cluster.block_on(crds.get(name)).expect("the CRD");
+
+    let mut release = cluster.install(helm, &json!({}));
+    assert!(
+        release.notes.contains("already installed by someone else"),
+        "{}",
+        release.notes
+    );
+    let manifest = release.manifest();
+    assert!(
+        manifest
+            .docs
+            .iter()
+            .all(|d| d["kind"] != "CustomResourceDefinition"),
+        "the release rendered the CRD someone else owns"
+    );
+    let after = cluster.block_on(crds.get(name)).expect("the CRD");
+    assert_eq!(
+        after.metadata.annotations, before.metadata.annotations,
+        "the release took the CRD over"
+    );
+    assert_eq!(after.spec, before.spec);
+    release.uninstall();
+    assert!(
+        cluster
+            .block_on(crds.get_opt(name))
+            .expect("read")
+            .is_some(),
+        "helm uninstall deleted a CRD it did not own"
+    );
 }

@@ -378,3 +378,163 @@ fn allowed_results_validate_against_the_crd_schema() {
         "too few allowed cases ({allowed} of {cases}) for the property to mean much"
     );
 }
+
+/// Statuses kubernaut's CRD accepts and refuses (read off its schema: the condition rules of
+/// metav1.Condition, `executionStatus.status` required, the enums, `workflowName`); the CRD the
+/// chart installs must give each the same answer. The e2e suite shows the same for the real
+/// API server with kubernaut's real writes.
+#[test]
+fn the_crd_accepts_and_refuses_what_kubernauts_does() {
+    let validator = status_validator();
+    let condition = |edit: &dyn Fn(&mut Value)| {
+        let mut c = json!({"type": "Ready", "status": "True", "reason": "Ready",
+            "message": "Workflow execution completed", "lastTransitionTime": "2026-03-01T12:00:00Z",
+            "observedGeneration": 1});
+        edit(&mut c);
+        json!({"conditions": [c]})
+    };
+    let details = |edit: &dyn Fn(&mut Value)| {
+        let mut d = json!({"failedTaskIndex": 0, "failedTaskName": "", "reason": "Unknown",
+            "message": "m", "failedAt": "2026-03-01T12:00:00Z", "naturalLanguageSummary": "s"});
+        edit(&mut d);
+        json!({"failureDetails": d})
+    };
+    let accepted = [
+        ("empty", json!({})),
+        ("a full condition", condition(&|_| {})),
+        ("an empty message", condition(&|c| c["message"] = json!(""))),
+        (
+            "a reason with a colon and a comma",
+            condition(&|c| c["reason"] = json!("a:b,c_1")),
+        ),
+        (
+            "a prefixed type",
+            condition(&|c| c["type"] = json!("example.com/Custom-type.v1")),
+        ),
+        (
+            "a type twice (an atomic list)",
+            json!({"conditions": [
+            {"type": "Ready", "status": "True", "reason": "A", "message": "", "lastTransitionTime": "2026-03-01T12:00:00Z"},
+            {"type": "Ready", "status": "False", "reason": "B", "message": "", "lastTransitionTime": "2026-03-01T12:00:00Z"}]}),
+        ),
+        (
+            "free-text executionStatus.status",
+            json!({"executionStatus": {"status": "Succeeded"}}),
+        ),
+        ("workflowName", json!({"workflowName": "restart"})),
+        (
+            "credential IDs",
+            json!({"ephemeralCredentialIDs": [42, 55]}),
+        ),
+        ("failure details", details(&|_| {})),
+        (
+            "a clearance without clearedAt",
+            json!({"blockClearance": {
+            "clearedBy": "alice", "clearReason": "r", "clearMethod": "StatusField"}}),
+        ),
+        (
+            "the orchestrator's reason",
+            json!({"phase": "Failed",
+            "failureReason": "Parent RR entered terminal phase: Cancelled"}),
+        ),
+    ];
+    let refused = [
+        (
+            "a condition without message",
+            condition(&|c| {
+                c.as_object_mut().map(|c| c.remove("message"));
+            }),
+        ),
+        (
+            "a condition without lastTransitionTime",
+            condition(&|c| {
+                c.as_object_mut().map(|c| c.remove("lastTransitionTime"));
+            }),
+        ),
+        (
+            "a condition without reason",
+            condition(&|c| {
+                c.as_object_mut().map(|c| c.remove("reason"));
+            }),
+        ),
+        ("an empty reason", condition(&|c| c["reason"] = json!(""))),
+        (
+            "a reason with a space",
+            condition(&|c| c["reason"] = json!("Not ready")),
+        ),
+        (
+            "a reason starting with a digit",
+            condition(&|c| c["reason"] = json!("1Ready")),
+        ),
+        (
+            "a reason ending with a colon",
+            condition(&|c| c["reason"] = json!("Ready:")),
+        ),
+        (
+            "a type with a space",
+            condition(&|c| c["type"] = json!("Ready now")),
+        ),
+        (
+            "a status outside the enum",
+            condition(&|c| c["status"] = json!("Maybe")),
+        ),
+        (
+            "a message past 32768",
+            condition(&|c| c["message"] = json!("m".repeat(32769))),
+        ),
+        (
+            "a reason past 1024",
+            condition(&|c| c["reason"] = json!("R".repeat(1025))),
+        ),
+        (
+            "a negative observedGeneration",
+            condition(&|c| c["observedGeneration"] = json!(-1)),
+        ),
+        (
+            "executionStatus without status",
+            json!({"executionStatus": {"reason": "Running"}}),
+        ),
+        (
+            "failure details without a summary",
+            details(&|d| {
+                d.as_object_mut()
+                    .map(|d| d.remove("naturalLanguageSummary"));
+            }),
+        ),
+        (
+            "a failure reason outside the enum",
+            details(&|d| d["reason"] = json!("RaceConditionError")),
+        ),
+        (
+            "a clearance without clearMethod",
+            json!({"blockClearance": {"clearedBy": "alice", "clearReason": "r"}}),
+        ),
+        (
+            "a clearance method outside the enum",
+            json!({"blockClearance": {
+            "clearedBy": "alice", "clearReason": "r", "clearMethod": "kubectl"}}),
+        ),
+        ("an unknown phase", json!({"phase": "Paused"})),
+        (
+            "credential IDs that are not integers",
+            json!({"ephemeralCredentialIDs": ["42"]}),
+        ),
+        ("a time that is not one", json!({"startTime": "yesterday"})),
+    ];
+    for (what, status) in accepted {
+        let errors: Vec<String> = validator
+            .iter_errors(&status)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{what} is accepted by kubernaut's CRD: {errors:?}"
+        );
+    }
+    for (what, status) in refused {
+        assert!(
+            !validator.is_valid(&status),
+            "{what} is refused by kubernaut's CRD"
+        );
+    }
+}

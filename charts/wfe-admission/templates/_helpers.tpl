@@ -311,3 +311,17 @@ fall back to its built-in default, which this template cannot see).
 !(request.operation == 'UPDATE' && ({{ join " || " $who }}) && has(object.status) && type(object.status) == map && has(oldObject.status) && type(oldObject.status) == map && size(object.status) == size(oldObject.status) && object.status.all(k, k in oldObject.status && (k == {{ $c }} || (type(object.status[k]) == type(oldObject.status[k]) && object.status[k] == oldObject.status[k]) || {{ $keyMay }})) && (!({{ $c }} in object.status) || ({{ $c }} in oldObject.status && type({{ $nc }}) == list && type({{ $oc }}) == list && size({{ $nc }}) == size({{ $oc }}) && {{ $entries }} && {{ $unique }})) && !({{ $start }} in object.status && {{ $end }} in object.status) && (!({{ $fdq }} in object.status) || type(object.status[{{ $fdq }}]) != map || !({{ $fdrq }} in object.status[{{ $fdq }}]) || type(object.status[{{ $fdq }}][{{ $fdrq }}]) != string || ({{ $frq }} in object.status && type(object.status[{{ $frq }}]) == string && object.status[{{ $frq }}] == object.status[{{ $fdq }}][{{ $fdrq }}])))
 {{- end }}
 {{- end }}
+
+{{/*
+"true" when the WorkflowExecution CRD is already in the cluster and this release does not own it
+(kubernaut's chart installs it from its crds/ folder, without Helm's ownership annotations).
+Empty during `helm template`, which sees no cluster.
+*/}}
+{{- define "wfe-admission.crdOwnedElsewhere" -}}
+{{- $existing := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" "workflowexecutions.kubernaut.ai" -}}
+{{- if $existing -}}
+{{- $annotations := dig "metadata" "annotations" dict $existing -}}
+{{- $ours := and (eq (get $annotations "meta.helm.sh/release-name") .Release.Name) (eq (get $annotations "meta.helm.sh/release-namespace") .Release.Namespace) -}}
+{{- if not $ours }}true{{ end -}}
+{{- end -}}
+{{- end }}

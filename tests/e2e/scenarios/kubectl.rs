@@ -93,13 +93,13 @@ pub async fn docs_commands(ctx: Arc<Ctx>) -> Result<()> {
     Ok(())
 }
 
-fn read(path: &str) -> Result<String> {
+pub(super) fn read(path: &str) -> Result<String> {
     let path = Path::new(ROOT).join(path);
     std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// The fenced block right after `marker`, without its fences.
-fn fenced_after(text: &str, marker: &str) -> Result<String> {
+pub(super) fn fenced_after(text: &str, marker: &str) -> Result<String> {
     let (_, rest) = text
         .split_once(marker)
         .with_context(|| format!("no {marker:?}"))?;
@@ -115,7 +115,7 @@ fn fenced_after(text: &str, marker: &str) -> Result<String> {
 }
 
 /// The block's commands: comments dropped, `\`-continued lines joined.
-fn commands(block: &str) -> Vec<String> {
+pub(super) fn commands(block: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     for line in block.lines().filter(|l| !l.trim_start().starts_with('#')) {
@@ -134,7 +134,7 @@ fn commands(block: &str) -> Vec<String> {
 }
 
 /// Runs `command` through `sh`, as an admin pastes it, with kubectl first on PATH.
-fn kubectl_sh(ctx: &Ctx, kubeconfig: &Path, command: &str) -> Result<Ran> {
+pub(super) fn kubectl_sh(ctx: &Ctx, kubeconfig: &Path, command: &str) -> Result<Ran> {
     let bin = ctx
         .access
         .kubectl

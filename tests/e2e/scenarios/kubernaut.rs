@@ -36,13 +36,27 @@ struct Row {
 }
 
 pub async fn real_writes(ctx: Arc<Ctx>) -> Result<()> {
+    let rows = replay_all(&ctx, Denials::Ours).await?;
+    print_table(&rows);
+    Ok(())
+}
+
+/// Which webhook's denials a replay expects: ours alone, or any webhook's (beside another
+/// mutating webhook that refuses some of the same writes first, in its own words).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Denials {
+    Ours,
+    Any,
+}
+
+async fn replay_all(ctx: &Ctx, denials: Denials) -> Result<Vec<Row>> {
     let data = writes::load().map_err(anyhow::Error::msg)?;
     let mut rows = Vec::new();
     for lifecycle in &data.lifecycles {
         let name = ctx.create("kubernaut").await?;
         for w in &lifecycle.writes {
             let context = format!("{} / {}", lifecycle.name, w.what);
-            let row = replay(&ctx, &name, w)
+            let row = replay(ctx, &name, w, denials)
                 .await
                 .with_context(|| context.clone())?;
             rows.push(Row {
@@ -52,11 +66,15 @@ pub async fn real_writes(ctx: Arc<Ctx>) -> Result<()> {
             });
         }
     }
+    Ok(rows)
+}
+
+fn print_table(rows: &[Row]) {
     println!(
         "    | lifecycle | write | writer | verb | from → to | verdict | changed by the webhook |"
     );
     println!("    |---|---|---|---|---|---|---|");
-    for r in &rows {
+    for r in rows {
         let changed = if r.changed.is_empty() {
             "nothing".to_string()
         } else {
@@ -85,7 +103,6 @@ pub async fn real_writes(ctx: Arc<Ctx>) -> Result<()> {
             .filter(|r| !r.verdict.starts_with("denied") && r.changed.is_empty())
             .count()
     );
-    Ok(())
 }
 
 fn shown(phase: &str) -> &str {
@@ -119,7 +136,7 @@ async fn align(w: &Write) {
     }
 }
 
-async fn replay(ctx: &Ctx, name: &str, w: &Write) -> Result<Row> {
+async fn replay(ctx: &Ctx, name: &str, w: &Write, denials: Denials) -> Result<Row> {
     let api = api(ctx, w.writer);
     let mut attempts = 0;
     let (before, sent, result) = loop {
@@ -151,7 +168,9 @@ async fn replay(ctx: &Ctx, name: &str, w: &Write) -> Result<Row> {
         (Some(reason), Err(KubeError::Api(e))) => {
             ensure!(e.code == 403, "expected a denial, got {e:?}");
             ensure!(
-                e.message.contains(reason.as_str()) || e.message.contains(&reason_text(reason)),
+                denials == Denials::Any
+                    || e.message.contains(reason.as_str())
+                    || e.message.contains(&reason_text(reason)),
                 "expected {reason}: {}",
                 e.message
             );
@@ -240,6 +259,132 @@ pub async fn illegal_move_with_a_correction(ctx: Arc<Ctx>) -> Result<()> {
     ensure!(
         corrections.is_empty(),
         "no correction Event for a write never stored: {corrections:?}"
+    );
+    Ok(())
+}
+
+/// Beside a stand-in for kubernaut's authwebhook (a second mutating webhook on the same status
+/// writes), called before ours and then after ours: every real write gets what it gets with ours
+/// alone, a clearance is attributed to the authenticated user whatever the writer claims, and
+/// the two converge (the API server reinvokes ours after the other's change).
+pub async fn beside_kubernauts_authwebhook(ctx: Arc<Ctx>) -> Result<()> {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    use kube::api::DeleteParams;
+    let stand_in = crate::authwebhook::AuthWebhook::start().await?;
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(ctx.clients.admin.clone());
+    // Configurations are called in the order of their names; ours is `wfe-admission-e2e`.
+    for (config, order) in [
+        ("authwebhook-mutating", "before ours"),
+        ("zz-authwebhook-mutating", "after ours"),
+    ] {
+        let object: MutatingWebhookConfiguration =
+            serde_json::from_value(stand_in.configuration(config))?;
+        configs.create(&PostParams::default(), &object).await?;
+        let outcome = beside(&ctx, &stand_in).await;
+        configs.delete(config, &DeleteParams::default()).await?;
+        outcome.with_context(|| format!("the stand-in called {order}"))?;
+        println!("    beside the stand-in called {order}: every write as with ours alone");
+    }
+    replace_it(&ctx, &stand_in, &configs).await
+}
+
+/// docs/kubernaut.md's command that takes authwebhook's WorkflowExecution webhook out, run as
+/// written: that webhook goes, the configuration's other one stays, and a second run changes
+/// nothing.
+async fn replace_it(
+    ctx: &Ctx,
+    stand_in: &crate::authwebhook::AuthWebhook,
+    configs: &Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>,
+) -> Result<()> {
+    use super::kubectl::{commands, fenced_after, kubectl_sh, read};
+    use kube::api::DeleteParams;
+    let name = "authwebhook-mutating";
+    let object = serde_json::from_value(stand_in.configuration(name))?;
+    configs.create(&PostParams::default(), &object).await?;
+    let block = fenced_after(
+        &read("docs/kubernaut.md")?,
+        "<!-- e2e kubernaut_writes_pass_beside_kubernauts_authwebhook runs this block -->",
+    )?;
+    let [command] = &commands(&block)[..] else {
+        bail!("one command expected in docs/kubernaut.md's block: {block}");
+    };
+    let admin = std::path::Path::new(&ctx.access.admin_kubeconfig);
+    let first = kubectl_sh(ctx, admin, command)?;
+    let second = kubectl_sh(ctx, admin, command)?;
+    let left: Vec<String> = configs
+        .get(name)
+        .await?
+        .webhooks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    configs.delete(name, &DeleteParams::default()).await?;
+    ensure!(first.code == Some(0), "{first:#?}");
+    ensure!(
+        second.code != Some(0),
+        "the second run must fail its test: {second:#?}"
+    );
+    ensure!(
+        left == ["remediationapprovalrequest.mutate.kubernaut.ai"],
+        "left: {left:?}"
+    );
+    Ok(())
+}
+
+async fn beside(ctx: &Ctx, stand_in: &crate::authwebhook::AuthWebhook) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let name = ctx.create_in("beside-authwebhook", &["Failed"]).await?;
+    let clearance = json!({"status": {"blockClearance": {
+        "clearReason": super::CLEAR_REASON, "clearMethod": "StatusField",
+        "clearedBy": "somebody-else@example.com"}}});
+    let before = stand_in.calls.load(Ordering::Relaxed);
+    cluster::eventually(
+        "the API server to call the stand-in",
+        Duration::from_secs(30),
+        || {
+            let (api, clearance, name) = (ctx.operator(), clearance.clone(), name.clone());
+            async move {
+                api.patch_status(
+                    &name,
+                    &PatchParams::default().dry_run(),
+                    &Patch::Merge(clearance),
+                )
+                .await?;
+                Ok((stand_in.calls.load(Ordering::Relaxed) > before).then_some(()))
+            }
+        },
+    )
+    .await?;
+    let called = stand_in.calls.load(Ordering::Relaxed);
+    let rows = replay_all(ctx, Denials::Any).await?;
+    // The stand-in saw every write that got through (it has no match conditions).
+    let allowed = rows
+        .iter()
+        .filter(|r| !r.verdict.starts_with("denied"))
+        .count() as u64;
+    let seen = stand_in.calls.load(Ordering::Relaxed) - called;
+    ensure!(
+        seen >= allowed,
+        "the stand-in saw {seen} of {allowed} allowed writes"
+    );
+    // A clearance through both: attributed to the operator, with one time, stored as both agree.
+    let stored = ctx
+        .operator()
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(clearance))
+        .await
+        .context("a clearance through both webhooks")?;
+    let bc = status_of(&stored)
+        .get("blockClearance")
+        .cloned()
+        .unwrap_or_default();
+    ensure!(bc["clearedBy"] == json!(ctx.users.operator), "{bc}");
+    let at = bc["clearedAt"]
+        .as_str()
+        .and_then(|t| t.parse::<Timestamp>().ok());
+    ensure!(
+        at.is_some_and(|t| (Timestamp::now().as_second() - t.as_second()).abs() < 60),
+        "{bc}"
     );
     Ok(())
 }

@@ -81,6 +81,11 @@ pub fn all() -> Vec<Scenario> {
             kubernaut::illegal_move_with_a_correction
         ),
         scenario!(
+            "kubernaut_writes_pass_beside_kubernauts_authwebhook",
+            3 * MINUTE,
+            kubernaut::beside_kubernauts_authwebhook
+        ),
+        scenario!(
             "merging_partial_writes_keep_other_writers_fields",
             MINUTE,
             merging::partial_writes

@@ -30,6 +30,9 @@ pub struct Config {
     pub derived: DerivedConfig,
     pub block_clearance: BlockClearanceConfig,
     pub events: EventsConfig,
+    /// The by-name maps of this file are whole: they replace the defaults instead of merging
+    /// with them (the Helm chart renders them so, from values that hold the defaults).
+    pub replace_maps: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,6 +354,7 @@ impl Default for Config {
             derived: DerivedConfig::default(),
             block_clearance: BlockClearanceConfig::default(),
             events: EventsConfig::default(),
+            replace_maps: false,
         }
     }
 }
@@ -380,6 +384,9 @@ pub enum ConfigError {
 /// every other default entry stays.
 fn merge_maps(mut value: serde_json::Value) -> Result<serde_json::Value, ConfigError> {
     use serde_json::Value;
+    if value.get("replaceMaps") == Some(&Value::Bool(true)) {
+        return Ok(value);
+    }
     let defaults = serde_json::to_value(Config::default()).map_err(|e| ConfigError::Invalid {
         key: String::new(),
         message: e.to_string(),
@@ -671,6 +678,18 @@ mod tests {
         assert_eq!(config.conditions.field, "conditions");
         assert_eq!(config.moves["operator"][0].to, "Failed");
         assert_eq!(config.moves[ORCHESTRATOR], defaults.moves[ORCHESTRATOR]);
+    }
+
+    #[test]
+    fn replace_maps_takes_the_maps_whole() {
+        let config = Config::from_yaml(
+            "replaceMaps: true\nwriters:\n  controller: {users: [c]}\n  operator: {anyOtherUser: true}\n\
+             fields: {blockClearance: [operator]}\nconditions:\n  owners: {}\nmoves: {}\n",
+        )
+        .expect("loads");
+        assert_eq!(config.writers.len(), 2);
+        assert_eq!(config.fields.len(), 1);
+        assert!(config.conditions.owners.is_empty() && config.moves.is_empty());
     }
 
     #[test]

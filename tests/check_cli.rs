@@ -221,7 +221,7 @@ fn verify_exits_2_when_it_cannot_ask_the_api_server() {
         );
     }
     // An API server that is not there: nothing was checked, so neither pass (0) nor fail (1).
-    let port = wfe_admission::bench::process::free_port().expect("a free port");
+    let port = wfe_bench::process::free_port().expect("a free port");
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("config");
     std::fs::write(

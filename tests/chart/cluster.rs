@@ -26,12 +26,12 @@ use serde_json::{Value, json};
 use crate::helm::{Helm, Manifests, chart_dir, path_str, repo};
 use crate::render::{merged, mode_values};
 use crate::{Case, Ctx};
-use wfe_admission::bench::control_plane::{self, ControlPlane};
 use wfe_admission::config::Config;
 use wfe_admission::policy::match_conditions::{
     MUTATE_MATCH_CONDITION, VALIDATE_MATCH_CONDITION, mutate_match_condition,
     validate_match_condition,
 };
+use wfe_bench::control_plane::{self, ControlPlane};
 
 pub fn cases() -> Vec<Case> {
     macro_rules! case {

@@ -115,12 +115,7 @@ pub async fn install_crd(admin: &Client) -> Result<()> {
             .create(&PostParams::default(), &crd)
             .await
             .with_context(|| format!("cannot create the CRD {name}"))?;
-        wfe_admission::bench::control_plane::wait_established(
-            admin,
-            &name,
-            Duration::from_secs(30),
-        )
-        .await?;
+        wfe_bench::control_plane::wait_established(admin, &name, Duration::from_secs(30)).await?;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::cluster::{self, Clients};
 use crate::scenarios;
 use crate::webhook::Webhook;
-use wfe_admission::bench::control_plane::{self, ControlPlane};
+use wfe_bench::control_plane::{self, ControlPlane};
 
 /// Where the scenarios create their objects.
 pub const NS: &str = "e2e";

@@ -19,7 +19,7 @@ pub struct Webhook {
 }
 
 fn free_port() -> u16 {
-    wfe_admission::bench::process::free_port().expect("a free loopback port")
+    wfe_bench::process::free_port().expect("a free loopback port")
 }
 
 impl Webhook {

@@ -29,7 +29,7 @@ pub(super) fn local_args(stored_deployment: &Value, replace: &[(&str, String)]) 
 }
 
 pub(super) fn free_port() -> u16 {
-    wfe_admission::bench::process::free_port().expect("free port")
+    wfe_bench::process::free_port().expect("free port")
 }
 
 /// The webhook binary as a child process; killed on drop.

@@ -11,7 +11,7 @@ use kube::api::{Api, WatchEvent, WatchParams};
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use wfe_admission::bench::e2e::series_total;
+use wfe_bench::e2e::series_total;
 
 use super::{CLEAR_REASON, condition};
 use crate::cluster::{merge_status, put_status, rv, status_of, text};

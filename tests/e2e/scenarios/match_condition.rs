@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
-use wfe_admission::bench::e2e::series_total;
+use wfe_bench::e2e::series_total;
 
 use super::CLEAR_REASON;
 use crate::cluster::{api_error, merge_status, put_status};

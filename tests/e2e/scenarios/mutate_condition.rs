@@ -18,9 +18,9 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
-use wfe_admission::bench::e2e::{Scrapes, apiserver_metrics};
 use wfe_admission::policy::combine::combine;
 use wfe_admission::policy::time;
+use wfe_bench::e2e::{Scrapes, apiserver_metrics};
 
 use super::match_condition::counted;
 use super::{CLEAR_REASON, failure_details};

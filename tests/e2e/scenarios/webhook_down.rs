@@ -9,10 +9,10 @@ use serde_json::json;
 
 use crate::cluster::{self, api_error, merge_status, rv, status_of, text};
 use crate::harness::{Ctx, NS};
-use wfe_admission::bench::e2e::{Scrapes, apiserver_metrics};
 use wfe_admission::cli::verify::verify;
 use wfe_admission::config::Config;
 use wfe_admission::policy::Policy;
+use wfe_bench::e2e::{Scrapes, apiserver_metrics};
 
 pub async fn fails_closed(ctx: Arc<Ctx>) -> Result<()> {
     let name = ctx.create_in("webhook-down", &["Running"]).await?;

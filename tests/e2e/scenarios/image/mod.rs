@@ -22,7 +22,7 @@ mod server;
 
 use oci::{Image, check_dependency_list, files_under, json_file, top_index};
 use server::{Runner, Server};
-use wfe_admission::bench::process::free_port;
+use wfe_bench::process::free_port;
 
 /// The chart's `podSecurityContext` user and group.
 const CHART_USER: &str = "65532:65532";

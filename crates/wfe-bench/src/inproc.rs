@@ -19,11 +19,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::certgen::{self, Bundle, Validity};
-use crate::config::Config;
-use crate::policy::Policy;
-use crate::policy::object::StatusObject;
-use crate::server::admission::{parse_review, parse_review_as};
+use wfe_admission::certgen::{self, Bundle, Validity};
+use wfe_admission::config::Config;
+use wfe_admission::policy::Policy;
+use wfe_admission::server::admission::{parse_review, parse_review_as};
+use wfe_admission::server::status_object::StatusObject;
 
 /// What a ceiling server does with the body after reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,9 +38,9 @@ pub enum Parse {
     /// Parse the objects into `DynamicObject`s, as the handler did before (docs/benchmarks.md).
     Dynamic,
 }
-use crate::server::metrics::Metrics;
-use crate::server::tls::{self, CertSource, CertStore};
-use crate::server::{self, Running, ServeOptions};
+use wfe_admission::metrics::Metrics;
+use wfe_admission::server::tls::{self, CertSource, CertStore};
+use wfe_admission::server::{self, Running, ServeOptions};
 
 /// Answers every POST with `answer` after draining (not parsing) the body, so that the
 /// connection stays reusable: what any handler on this stack must at least do.

@@ -49,7 +49,7 @@ impl Target {
         for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
             roots.add(cert.context("CA certificate")?)?;
         }
-        let provider = crate::server::tls::provider();
+        let provider = wfe_admission::server::tls::provider();
         let config = |alpn: &[u8]| -> anyhow::Result<Arc<ClientConfig>> {
             let mut c = ClientConfig::builder_with_provider(Arc::clone(&provider))
                 .with_safe_default_protocol_versions()?

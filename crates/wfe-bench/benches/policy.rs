@@ -1,17 +1,17 @@
 //! The policy alone: `combine` and the two review steps for small (~4 KB) and large (~16 KB)
 //! WorkflowExecution objects, plus the handler's whole in-process step (parse, decide,
-//! serialise). Run with `cargo bench --bench policy`.
+//! serialise). Run with `cargo bench -p wfe-bench --bench policy`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use jiff::Timestamp;
 use serde_json::Value;
-use wfe_admission::bench::fixtures::{self, CASES, Case, Size};
-use wfe_admission::bench::policy::step;
 use wfe_admission::config::Config;
 use wfe_admission::policy::Policy;
 use wfe_admission::policy::combine::combine;
 use wfe_admission::policy::review;
 use wfe_admission::server::admission::parse_review;
+use wfe_bench::fixtures::{self, CASES, Case, Size};
+use wfe_bench::policy::step;
 
 fn policy() -> Policy {
     Policy::new(Config::default()).expect("default policy")

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 use super::load::{self, LoadResult, LoadSpec, Req, Target};
-use crate::certgen;
+use wfe_admission::certgen;
 
 #[derive(Debug, Clone, Default)]
 pub struct ProcessFigures {
@@ -39,7 +39,14 @@ pub fn server_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         // Same profile as this binary: .../target/<profile>/wfe-bench.
         let release = dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "--quiet", "--bin", "wfe-admission"]);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "wfe-admission",
+            "--bin",
+            "wfe-admission",
+        ]);
         if release {
             cmd.arg("--release");
         }

@@ -18,10 +18,11 @@ use kube::api::{Api, ApiResource};
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
 
-use crate::config::Config;
-use crate::policy::Policy;
-use crate::server::metrics::{Attempt, Metrics};
-use crate::status::{Outcome, StatusManager};
+use wfe_admission::config::Config;
+use wfe_admission::metrics::{Attempt, Metrics};
+use wfe_admission::policy::Policy;
+use wfe_admission::retry::WriteOutcome;
+use wfe_admission::status::StatusManager;
 
 #[derive(Debug, Clone, Default)]
 pub struct StatusRow {
@@ -103,9 +104,9 @@ pub async fn rows(
                         .update(&api, &name, &policy, multi_field(w, i))
                         .await
                     {
-                        Ok(Outcome::Written { .. }) | Ok(Outcome::Unchanged) => {}
+                        Ok(WriteOutcome::Written { .. }) | Ok(WriteOutcome::Unchanged) => {}
                         // A give-up is the caller's error to report, not a figure to average.
-                        Err(e @ crate::status::StatusError::Conflicts(_)) => {
+                        Err(e @ wfe_admission::retry::WriteError::Conflicts(_)) => {
                             gave_up += 1;
                             errors.push(format!("writer {w}, update {i}: {e}"));
                         }

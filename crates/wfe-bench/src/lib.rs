@@ -6,6 +6,8 @@
 //! rows run the real binary as a child process; the end-to-end rows go through a real
 //! kube-apiserver when its binaries are cached; the status-manager rows count API writes.
 
+#![forbid(unsafe_code)]
+
 pub mod control_plane;
 pub mod cpu;
 pub mod e2e;
@@ -196,19 +198,19 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     let admission = servers.block_on(inproc::start_admission(&bundle))?;
     // The ceiling answers with what /validate answers for a legal progress update.
     let answer = {
-        let policy = crate::policy::Policy::new(crate::config::Config::default())?;
+        let policy = wfe_admission::policy::Policy::new(wfe_admission::config::Config::default())?;
         let body = serde_json::to_vec(&fixtures::review(
             fixtures::Case::Progress,
             fixtures::Size::Small,
         ))?;
-        let request =
-            crate::server::admission::parse_review_as::<crate::policy::object::StatusObject>(&body)
-                .map_err(|e| anyhow!(e))?;
-        let verdict = crate::policy::review::validate(&policy, &request);
-        Bytes::from(serde_json::to_vec(&crate::server::admission::respond(
-            &request.uid,
-            &verdict,
-        ))?)
+        let request = wfe_admission::server::admission::parse_review_as::<
+            wfe_admission::server::status_object::StatusObject,
+        >(&body)
+        .map_err(|e| anyhow!(e))?;
+        let verdict = wfe_admission::policy::review::validate(&policy, &request);
+        Bytes::from(serde_json::to_vec(
+            &wfe_admission::server::admission::respond(&request.uid, &verdict),
+        )?)
     };
     let start = |parse| servers.block_on(inproc::Ceiling::start(&bundle, answer.clone(), parse));
     let ceiling = start(inproc::Parse::None)?;
@@ -300,7 +302,7 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
             anyhow!("--e2e: no cached kube-apiserver; run tests/e2e/control-plane/build.sh")
         })?;
         eprintln!("wfe-bench: starting the control plane");
-        let outcome = e2e::ControlPlane::start(&options.repo, &bins).and_then(|cp| {
+        let outcome = e2e::BenchCluster::start(&options.repo, &bins).and_then(|cp| {
             let outcome = clients.block_on(run_e2e(&servers, &cp, options, &plan, &mut report));
             drop(cp);
             outcome
@@ -364,7 +366,7 @@ fn percentile_ms(sorted: &[u64], q: f64) -> f64 {
 
 async fn run_e2e(
     servers: &tokio::runtime::Runtime,
-    cp: &e2e::ControlPlane,
+    cp: &e2e::BenchCluster,
     options: &Options,
     plan: &Plan,
     report: &mut Report,
@@ -378,14 +380,14 @@ async fn run_e2e(
     let pki = cp.workdir().join("pki");
     let ca_cert = std::fs::read_to_string(pki.join("ca.crt")).context("control-plane CA")?;
     let ca_key = std::fs::read_to_string(pki.join("ca.key")).context("control-plane CA key")?;
-    let (cert, key) = crate::certgen::sign_with(
+    let (cert, key) = wfe_admission::certgen::sign_with(
         &ca_cert,
         &ca_key,
-        &crate::certgen::default_hosts(),
-        crate::certgen::Validity::days(1),
+        &wfe_admission::certgen::default_hosts(),
+        wfe_admission::certgen::Validity::days(1),
         false,
     )?;
-    let bundle = crate::certgen::Bundle {
+    let bundle = wfe_admission::certgen::Bundle {
         ca_cert: ca_cert.clone(),
         ca_key,
         cert,

@@ -366,7 +366,7 @@ impl Report {
             let backend = self.status.first().map(|r| r.backend).unwrap_or("");
             let _ = writeln!(
                 s,
-                "\n### Status manager ({backend}; 3 fields per update, default 5 attempts)\n"
+                "\n### Status manager ({backend}; 3 fields per update, 10 attempts, full-jitter backoff)\n"
             );
             let _ = writeln!(
                 s,

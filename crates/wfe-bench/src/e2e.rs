@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 
 use super::control_plane;
 use super::fixtures::{self, Size};
-use crate::config::Config;
-use crate::policy::match_conditions;
+use wfe_admission::config::Config;
+use wfe_admission::policy::match_conditions;
 
 pub const K8S_VERSION: &str = "v1.37.2";
 const NAMESPACE: &str = "kubernaut-system";
@@ -37,8 +37,8 @@ pub fn cached_binaries() -> Option<PathBuf> {
     (dir.join("kube-apiserver").is_file() && dir.join("etcd").is_file()).then_some(dir)
 }
 
-/// A started control plane and what the rows need from it; stopped on drop.
-pub struct ControlPlane {
+/// A started control plane and what the kube-apiserver rows need from it; stopped on drop.
+pub struct BenchCluster {
     plane: control_plane::ControlPlane,
     pub url: String,
     pub ca_file: PathBuf,
@@ -47,7 +47,7 @@ pub struct ControlPlane {
     pub start_ms: f64,
 }
 
-impl ControlPlane {
+impl BenchCluster {
     pub fn start(repo: &Path, bin_dir: &Path) -> anyhow::Result<Self> {
         let started = Instant::now();
         let plane = control_plane::ControlPlane::start(repo, bin_dir, "bench")?;

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 pub const CONTROLLER: &str = "system:serviceaccount:kubernaut-system:workflowexecution-controller";
 pub const OPERATOR: &str = "alice@example.com";
-const NAMESPACE: &str = "kubernaut-system";
+pub const NAMESPACE: &str = "kubernaut-system";
 
 /// Object size class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ impl Case {
     }
 }
 
-use crate::config::CONDITION_TYPES;
+use wfe_admission::config::CONDITION_TYPES;
 
 fn condition(t: &str, status: &str, i: usize, size: Size) -> Value {
     let words = match size {
@@ -316,6 +316,28 @@ pub fn review(case: Case, size: Size) -> Value {
     } else {
         json!(["platform-operators", "system:authenticated"])
     };
+    let user_info = json!({"username": user, "uid": "8f0c6f0e-2b7a-4d8c-a1f3-5e9d2c7b4a10",
+        "groups": groups,
+        "extra": {"authentication.kubernetes.io/credential-id": ["JTI=2f6e1d0c-9b8a-4c7d"]}});
+    let uid = format!(
+        "9e8d7c6b-5a49-4382-9170-{}-{}",
+        case.as_str(),
+        size.as_str()
+    );
+    status_update_review(&uid, user_info, object(size, old), object(size, new))
+}
+
+/// The name and namespace of every fixture object.
+pub const NAME: &str = "wfe-payment-api-oom-7f3c9";
+
+/// An UPDATE of `workflowexecutions/status` from `old_object` to `object`, by `user_info`, as
+/// the API server sends it (the benchmark's mix and the policy's unit tests build theirs here).
+pub fn status_update_review(
+    uid: &str,
+    user_info: Value,
+    old_object: Value,
+    object: Value,
+) -> Value {
     let gvk = json!({"group": "kubernaut.ai", "version": "v1alpha1", "kind": "WorkflowExecution"});
     let gvr =
         json!({"group": "kubernaut.ai", "version": "v1alpha1", "resource": "workflowexecutions"});
@@ -323,17 +345,15 @@ pub fn review(case: Case, size: Size) -> Value {
         "kind": "AdmissionReview",
         "apiVersion": "admission.k8s.io/v1",
         "request": {
-            "uid": format!("9e8d7c6b-5a49-4382-9170-{}-{}", case.as_str(), size.as_str()),
+            "uid": uid,
             "kind": gvk, "resource": gvr, "subResource": "status",
             "requestKind": gvk, "requestResource": gvr, "requestSubResource": "status",
-            "name": "wfe-payment-api-oom-7f3c9",
+            "name": NAME,
             "namespace": NAMESPACE,
             "operation": "UPDATE",
-            "userInfo": {"username": user, "uid": "8f0c6f0e-2b7a-4d8c-a1f3-5e9d2c7b4a10",
-                "groups": groups,
-                "extra": {"authentication.kubernetes.io/credential-id": ["JTI=2f6e1d0c-9b8a-4c7d"]}},
-            "object": object(size, new),
-            "oldObject": object(size, old),
+            "userInfo": user_info,
+            "object": object,
+            "oldObject": old_object,
             "dryRun": false,
             "options": {"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"},
         }

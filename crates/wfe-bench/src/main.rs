@@ -1,11 +1,11 @@
-//! `cargo run --release --bin wfe-bench [-- --quick] [--e2e|--no-e2e] [--out FILE]`
+//! `cargo run --release -p wfe-bench [-- --quick] [--e2e|--no-e2e] [--out FILE]`
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use wfe_admission::bench::{self, E2e, Options};
+use wfe_bench::{self as bench, E2e, Options};
 
 /// The same allocator as `wfe-admission` (src/main.rs), so the in-process rows measure it.
 #[global_allocator]
@@ -69,9 +69,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    let repo = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    // The repository: this crate lives in crates/wfe-bench.
+    let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     let options = Options {
         quick: args.quick,
         e2e: if args.e2e {

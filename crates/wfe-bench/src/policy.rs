@@ -8,12 +8,12 @@ use jiff::Timestamp;
 use kube::core::DynamicObject;
 use kube::core::admission::AdmissionRequest;
 
-use crate::config::Config;
-use crate::policy::Policy;
-use crate::policy::object::ReviewObject;
-use crate::policy::review;
-use crate::server::admission::{parse_for, parse_review_as, respond};
-use crate::server::metrics::Endpoint;
+use wfe_admission::config::Config;
+use wfe_admission::metrics::Endpoint;
+use wfe_admission::policy::Policy;
+use wfe_admission::policy::object::ReviewObject;
+use wfe_admission::policy::review;
+use wfe_admission::server::admission::{parse_for, parse_review_as, respond};
 
 use super::fixtures::{self, CASES, Size};
 

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 
+use super::reads::ValidateReads;
 use crate::config::{CONTROLLER, Config};
 
 /// Name of [`validate_match_condition`] in the validating webhook's `matchConditions`.
@@ -23,10 +24,11 @@ pub const MUTATE_MATCH_CONDITION: &str = "status-may-need-combining";
 /// same clearance) costs no call. It only skips when the new status is absent, or is an object
 /// whose phase is absent or the same string as before and whose clearance is absent or equal
 /// (same JSON type) to the stored one. In every other case, including statuses that are not
-/// objects, it calls. Uses the same fields as `review::validate_reads`.
+/// objects, it calls. Reads the fields `policy::reads` declares.
 pub fn validate_match_condition(config: &Config) -> String {
-    let phase = cel_string(&config.phase.field);
-    let clearance = cel_string(&config.block_clearance.field);
+    let reads = ValidateReads::of(config);
+    let phase = cel_string(reads.phase);
+    let clearance = cel_string(reads.clearance);
     let (new, old) = ("object.status", "oldObject.status");
     let old_is_map = format!("has({old}) && type({old}) == map");
     format!(

@@ -4,6 +4,7 @@ pub mod combine;
 pub mod match_conditions;
 pub mod object;
 pub mod patch;
+pub mod reads;
 pub mod review;
 pub mod time;
 pub mod transitions;

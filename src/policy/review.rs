@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::combine::{Status, clearance_denial, combine};
 use super::object::ReviewObject;
 use super::patch::status_patch;
+use super::reads::ValidateReads;
 use super::transitions::{PhaseValue, TransitionError};
 use super::{Policy, Writer};
 
@@ -123,7 +124,7 @@ struct Input<'r> {
     dry_run: bool,
 }
 
-fn status_of(object: &Value) -> Result<Option<&Status>, ()> {
+fn status_in(object: &Value) -> Result<Option<&Status>, ()> {
     match object.get("status") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m)),
@@ -132,7 +133,7 @@ fn status_of(object: &Value) -> Result<Option<&Status>, ()> {
 }
 
 /// Reads a request; `Err` is the verdict to answer directly (ignored or malformed).
-fn read<'r, K: ReviewObject>(
+fn read_request<'r, K: ReviewObject>(
     policy: &Policy,
     req: &'r AdmissionRequest<K>,
 ) -> Result<Input<'r>, Box<Verdict>> {
@@ -192,7 +193,7 @@ fn read<'r, K: ReviewObject>(
             dry_run,
         )));
     };
-    let Ok(new) = status_of(object.body()) else {
+    let Ok(new) = status_in(object.body()) else {
         let message = format!("{}: status must be an object", subject_line(&subject));
         return Err(Box::new(Verdict::deny(
             DenyReason::InvalidStatus,
@@ -202,7 +203,7 @@ fn read<'r, K: ReviewObject>(
         )));
     };
     // A stored status that is not an object cannot be merged with; treat it as empty.
-    let old = status_of(old_object.body()).ok().flatten();
+    let old = status_in(old_object.body()).ok().flatten();
     Ok(Input {
         old,
         new,
@@ -235,7 +236,7 @@ pub fn mutate<K: ReviewObject>(
     req: &AdmissionRequest<K>,
     now: Timestamp,
 ) -> Verdict {
-    let input = match read(policy, req) {
+    let input = match read_request(policy, req) {
         Ok(input) => input,
         Err(verdict) => return *verdict,
     };
@@ -284,16 +285,6 @@ pub fn mutate<K: ReviewObject>(
     }
 }
 
-/// The status fields [`validate`] reads; everything else in a status is never looked at, so the
-/// HTTP handler builds only these (`policy::object::keeping`). A new check in
-/// `validate` that reads another status field must add it here.
-pub fn validate_reads(policy: &Policy) -> [&str; 2] {
-    [
-        policy.phases.field.as_str(),
-        policy.config.block_clearance.field.as_str(),
-    ]
-}
-
 /// The validating endpoint: the phase move (spec section 3) and the clearance rules.
 pub fn validate<K: ReviewObject>(policy: &Policy, req: &AdmissionRequest<K>) -> Verdict {
     let Input {
@@ -303,7 +294,7 @@ pub fn validate<K: ReviewObject>(policy: &Policy, req: &AdmissionRequest<K>) -> 
         subject,
         dry_run,
         ..
-    } = match read(policy, req) {
+    } = match read_request(policy, req) {
         Ok(input) => input,
         Err(verdict) => return *verdict,
     };
@@ -320,10 +311,12 @@ fn judge(
     dry_run: bool,
 ) -> Verdict {
     let phases = &policy.phases;
-    let from = phases.current(PhaseValue::read(old, &phases.field));
+    // Only the fields declared in `reads`: /validate's parser builds nothing else.
+    let reads = ValidateReads::of(&policy.config);
+    let from = phases.current(PhaseValue::read(old, reads.phase));
     // Phase values come from writers: shown escaped, so that a message stays on one line.
     let shown_from = from.escape_debug();
-    let Some(to) = phases.requested(from, PhaseValue::read(new, &phases.field)) else {
+    let Some(to) = phases.requested(from, PhaseValue::read(new, reads.phase)) else {
         let message = format!(
             "{}: status.{} sent by {} must be a string, one of {}; the stored phase is {shown_from}{}",
             subject_line(&subject),
@@ -377,7 +370,7 @@ fn judge(
             return Verdict::deny(reason, message, subject, dry_run);
         }
     }
-    if let Some(message) = clearance_problem(policy, old, new, writer.user) {
+    if let Some(message) = clearance_problem(policy, reads.clearance, old, new, writer.user) {
         let message = format!(
             "{}: clearance by {} refused: {message}",
             subject_line(&subject),
@@ -411,6 +404,7 @@ fn legal_moves(policy: &Policy, from: &str) -> Option<String> {
 /// unexplained clearance must still not get in.
 fn clearance_problem(
     policy: &Policy,
+    field: &str,
     old: Option<&Status>,
     new: Option<&Status>,
     user: &str,
@@ -427,16 +421,16 @@ fn clearance_problem(
     fn raw<'s>(s: Option<&'s Status>, field: &str) -> Option<&'s Value> {
         s.and_then(|s| s.get(field)).filter(|v| !v.is_null())
     }
-    if let Some(sent) = raw(new, &bc.field)
+    if let Some(sent) = raw(new, field)
         && !sent.is_object()
-        && raw(old, &bc.field) != Some(sent)
+        && raw(old, field) != Some(sent)
     {
         return Some(format!(
             "status.{} must be an object with a {}",
-            bc.field, bc.reason
+            field, bc.reason
         ));
     }
-    let (old_bc, new_bc) = (get(old, &bc.field), get(new, &bc.field)?);
+    let (old_bc, new_bc) = (get(old, field), get(new, field)?);
     if old_bc == Some(new_bc) {
         return None;
     }
@@ -448,7 +442,7 @@ fn clearance_problem(
     (attribution(Some(new_bc), &bc.cleared_by) != Some(expected)).then(|| {
         format!(
             "status.{}.{} must name the user who cleared the block ({expected})",
-            bc.field, bc.cleared_by,
+            field, bc.cleared_by,
         )
     })
 }

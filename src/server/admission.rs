@@ -20,9 +20,10 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use serde::Serialize;
 
-use super::metrics::{Endpoint, Metrics, Outcome};
+use super::status_object::{StatusObject, UnbuiltObject, request_with_only};
+use crate::metrics::{Endpoint, Metrics, RequestOutcome};
 use crate::policy::Policy;
-use crate::policy::object::{StatusObject, keeping};
+use crate::policy::reads::ValidateReads;
 use crate::policy::review::{self, Decision, Verdict};
 
 /// Receives each verdict after its answer is built (events, rejection conditions). It must not
@@ -55,7 +56,7 @@ async fn validate(State(state): State<AppState>, headers: HeaderMap, body: Body)
     admit(&state, Endpoint::Validate, &headers, body).await
 }
 
-fn plain(code: StatusCode, message: String) -> Response {
+fn text_reply(code: StatusCode, message: String) -> Response {
     (
         code,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -71,7 +72,7 @@ async fn read_body(
     deadline: std::time::Duration,
 ) -> Result<Bytes, Response> {
     let too_large = || {
-        plain(
+        text_reply(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body is larger than the limit of {limit} bytes"),
         )
@@ -86,7 +87,7 @@ async fn read_body(
     }
     // A client trickling its body holds only its own connection, but not forever.
     let Ok(read) = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await else {
-        let mut response = plain(
+        let mut response = text_reply(
             StatusCode::REQUEST_TIMEOUT,
             format!("request body not received within {deadline:?}"),
         );
@@ -100,7 +101,7 @@ async fn read_body(
     match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(plain(
+        Err(e) => Err(text_reply(
             StatusCode::BAD_REQUEST,
             format!("cannot read the request body: {e}"),
         )),
@@ -142,7 +143,7 @@ where
 }
 
 /// Parses a review the way `endpoint` reads it: /mutate builds whole statuses, /validate only
-/// the status fields it reads (`review::validate_reads`); both skip the rest of the objects.
+/// the status fields it reads (`policy::reads`); both skip the rest of the objects.
 pub fn parse_for(
     endpoint: Endpoint,
     policy: &Policy,
@@ -150,9 +151,11 @@ pub fn parse_for(
 ) -> Result<AdmissionRequest<StatusObject>, String> {
     match endpoint {
         Endpoint::Mutate => parse_review_as::<StatusObject>(bytes),
-        Endpoint::Validate => keeping(&review::validate_reads(policy), || {
-            parse_review_as::<StatusObject>(bytes)
-        }),
+        Endpoint::Validate => {
+            let request = parse_review_as::<UnbuiltObject>(bytes)?;
+            request_with_only(request, &ValidateReads::of(&policy.config).fields())
+                .map_err(|e| format!("the body is not a readable AdmissionReview: {e}"))
+        }
     }
 }
 
@@ -244,7 +247,7 @@ async fn admit(state: &AppState, endpoint: Endpoint, headers: &HeaderMap, body: 
     {
         Ok(bytes) => bytes,
         Err(response) => {
-            state.metrics.request(endpoint, Outcome::Invalid);
+            state.metrics.request(endpoint, RequestOutcome::Invalid);
             return response;
         }
     };
@@ -253,9 +256,9 @@ async fn admit(state: &AppState, endpoint: Endpoint, headers: &HeaderMap, body: 
     let request = match parse_for(endpoint, &policy, &bytes) {
         Ok(request) => request,
         Err(message) => {
-            state.metrics.request(endpoint, Outcome::Invalid);
+            state.metrics.request(endpoint, RequestOutcome::Invalid);
             tracing::warn!(endpoint = endpoint.as_str(), %message, "unreadable admission review");
-            return plain(StatusCode::BAD_REQUEST, message);
+            return text_reply(StatusCode::BAD_REQUEST, message);
         }
     };
     let verdict = match endpoint {
@@ -265,7 +268,7 @@ async fn admit(state: &AppState, endpoint: Endpoint, headers: &HeaderMap, body: 
     let body = match serde_json::to_vec(&respond(&request.uid, &verdict)) {
         Ok(body) => body,
         Err(e) => {
-            return plain(
+            return text_reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("cannot serialise the AdmissionReview: {e}"),
             );
@@ -317,8 +320,8 @@ fn log_verdict(endpoint: Endpoint, request: &AdmissionRequest<StatusObject>, ver
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::fixtures::{self, CASES, Size};
     use crate::config::Config;
+    use wfe_bench::fixtures::{self, CASES, Size};
 
     /// Every review the tests and the benchmark know: the lean parses must judge exactly as a
     /// parse into `DynamicObject`s does.

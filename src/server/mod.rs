@@ -3,8 +3,8 @@
 
 pub mod admission;
 pub mod files;
-pub mod metrics;
 pub mod probes;
+pub mod status_object;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -25,9 +25,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 pub use admission::VerdictSink;
-use metrics::Metrics;
 use tls::{CertSource, CertStore, TlsError};
 
 #[derive(Debug, thiserror::Error)]

@@ -10,11 +10,12 @@ use serde_json::{Map, Value};
 use wfe_admission::config::Config;
 use wfe_admission::policy::Policy;
 use wfe_admission::policy::combine::{combine, repaired};
-use wfe_admission::policy::object::{ReviewObject, StatusObject};
+use wfe_admission::policy::object::ReviewObject;
+use wfe_admission::server::status_object::StatusObject;
 use wfe_admission::policy::patch::status_patch;
 use wfe_admission::policy::review::{self, Decision};
 use wfe_admission::server::admission::{parse_for, parse_review, parse_review_as, respond};
-use wfe_admission::server::metrics::Endpoint;
+use wfe_admission::metrics::Endpoint;
 
 pub const CONTROLLER: &str = "system:serviceaccount:kubernaut-system:workflowexecution-controller";
 

@@ -14,11 +14,11 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::mpsc;
 
+use crate::metrics::{Attempt, Endpoint, Metrics};
 use crate::policy::Policy;
 use crate::policy::review::{Decision, DenyReason, Verdict};
 use crate::policy::transitions::PhaseValue;
 use crate::server::VerdictSink;
-use crate::server::metrics::{Attempt, Endpoint, Metrics};
 use crate::status::{RejectionCondition, StatusManager};
 
 /// Reason of the Events recorded for corrections.
@@ -304,7 +304,7 @@ async fn publish(recorder: &Recorder, draft: &Draft, options: &EventOptions, met
             Err(_) => tracing::debug!(attempt, "event recording timed out"),
         }
         if attempt < options.attempts {
-            tokio::time::sleep(crate::status::jitter(delay)).await;
+            tokio::time::sleep(crate::retry::jitter(delay)).await;
             delay = delay.saturating_mul(2);
         }
     }

@@ -24,8 +24,10 @@ use crate::policy::match_conditions::{
     MUTATE_MATCH_CONDITION, VALIDATE_MATCH_CONDITION, mutate_match_condition,
     validate_match_condition,
 };
-use crate::selfcert::{SelfCertError, SelfManagedOptions, WebhookParts, edit_configuration};
-use crate::status::{Outcome, StatusManager};
+use crate::retry::WriteOutcome;
+use crate::selfcert::{SelfCertError, SelfManagedOptions};
+use crate::status::StatusManager;
+use crate::webhook_configs::{WebhookParts, edit_configuration};
 
 /// How soon a failed sync is tried again.
 const RETRY: Duration = Duration::from_secs(10);
@@ -74,18 +76,24 @@ pub async fn sync(
     let mut written = 0;
     for name in &options.webhook_configurations {
         let outcomes = [
-            edit_configuration::<MutatingWebhookConfiguration>(client, manager, name, |parts| {
-                align_all(parts, MUTATE_MATCH_CONDITION, mutate.as_deref())
-            })
+            edit_configuration::<MutatingWebhookConfiguration>(
+                client,
+                manager.writer(),
+                name,
+                |parts| align_all(parts, MUTATE_MATCH_CONDITION, mutate.as_deref()),
+            )
             .await?,
-            edit_configuration::<ValidatingWebhookConfiguration>(client, manager, name, |parts| {
-                align_all(parts, VALIDATE_MATCH_CONDITION, Some(&validate))
-            })
+            edit_configuration::<ValidatingWebhookConfiguration>(
+                client,
+                manager.writer(),
+                name,
+                |parts| align_all(parts, VALIDATE_MATCH_CONDITION, Some(&validate)),
+            )
             .await?,
         ];
         written += outcomes
             .iter()
-            .filter(|o| matches!(o, Some(Outcome::Written { .. })))
+            .filter(|o| matches!(o, Some(WriteOutcome::Written { .. })))
             .count();
     }
     if written > 0 {

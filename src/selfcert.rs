@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MatchCondition, MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -19,8 +18,10 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::certgen::{self, Validity};
+use crate::retry::{WriteError, WriteOutcome};
 use crate::server::tls::CertStore;
-use crate::status::{Outcome, StatusError, StatusManager};
+use crate::status::StatusManager;
+use crate::webhook_configs::{WebhookParts, edit_configuration};
 
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
@@ -50,7 +51,7 @@ pub enum SelfCertError {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] KubeError),
     #[error(transparent)]
-    Write(#[from] StatusError),
+    Write(#[from] WriteError),
     #[error(transparent)]
     Generate(#[from] certgen::CertError),
     #[error(transparent)]
@@ -227,6 +228,7 @@ pub async fn ensure_secret(
         };
         // Rotate through the retried write: re-read, re-decide, write once.
         let outcome = manager
+            .writer()
             .update_object(&api, &options.secret, |secret| {
                 let latest = read_material(secret);
                 if latest != current {
@@ -237,65 +239,12 @@ pub async fn ensure_secret(
                 true
             })
             .await?;
-        if let Outcome::Written { .. } = outcome {
+        if let WriteOutcome::Written { .. } = outcome {
             tracing::info!(secret = %options.secret, "rotated the webhook's serving certificate");
             return Ok(next);
         }
     }
     Err(SelfCertError::Contended(options.secret.clone()))
-}
-
-/// What the webhook edits in each webhook of its own configurations.
-pub struct WebhookParts<'a> {
-    pub ca_bundle: &'a mut Option<ByteString>,
-    pub match_conditions: &'a mut Option<Vec<MatchCondition>>,
-}
-
-/// A mutating or validating webhook configuration: two types with the same shape.
-pub trait OwnConfiguration:
-    kube::Resource<Scope = kube::core::ClusterResourceScope, DynamicType = ()>
-    + Clone
-    + serde::de::DeserializeOwned
-    + serde::Serialize
-    + std::fmt::Debug
-{
-    fn parts(&mut self) -> Vec<WebhookParts<'_>>;
-}
-
-macro_rules! own_configuration {
-    ($($kind:ty),*) => {$(
-        impl OwnConfiguration for $kind {
-            fn parts(&mut self) -> Vec<WebhookParts<'_>> {
-                self.webhooks
-                    .iter_mut()
-                    .flatten()
-                    .map(|w| WebhookParts {
-                        ca_bundle: &mut w.client_config.ca_bundle,
-                        match_conditions: &mut w.match_conditions,
-                    })
-                    .collect()
-            }
-        }
-    )*};
-}
-
-own_configuration!(MutatingWebhookConfiguration, ValidatingWebhookConfiguration);
-
-/// Applies `edit` (true when it changed something) to the configuration of kind `K` named
-/// `name`, retried on conflict; `None` when there is no such configuration.
-pub async fn edit_configuration<K: OwnConfiguration>(
-    client: &Client,
-    manager: &StatusManager,
-    name: &str,
-    mut edit: impl FnMut(Vec<WebhookParts<'_>>) -> bool,
-) -> Result<Option<Outcome>, SelfCertError> {
-    let api: Api<K> = Api::all(client.clone());
-    // The retried update reads first: its 404 is the "no such configuration" answer.
-    match manager.update_object(&api, name, |c| edit(c.parts())).await {
-        Ok(outcome) => Ok(Some(outcome)),
-        Err(StatusError::Kube(KubeError::Api(e))) if e.code == 404 => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Puts `bundle` into the caBundle of every webhook of the named configurations.
@@ -311,9 +260,13 @@ pub async fn inject_ca(
     for name in &options.webhook_configurations {
         // The same name may be a mutating and a validating configuration.
         let mutating =
-            edit_configuration::<MutatingWebhookConfiguration>(client, manager, name, set);
-        let validating =
-            edit_configuration::<ValidatingWebhookConfiguration>(client, manager, name, set);
+            edit_configuration::<MutatingWebhookConfiguration>(client, manager.writer(), name, set);
+        let validating = edit_configuration::<ValidatingWebhookConfiguration>(
+            client,
+            manager.writer(),
+            name,
+            set,
+        );
         let found = mutating.await?.is_some() | validating.await?.is_some();
         if !found {
             tracing::warn!(
@@ -337,11 +290,6 @@ fn set_bundle<'a>(
         }
     }
     changed
-}
-
-/// The PEM as it appears base64-encoded in a webhook configuration (for logs and tests).
-pub fn encoded_bundle(bundle: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bundle)
 }
 
 /// Keeps the served pair, the Secret and the CA bundle fresh.

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use wfe_admission::cli::serve::reload_policy_on_change;
 use wfe_admission::config::Config;
+use wfe_admission::metrics::Metrics;
 use wfe_admission::policy::Policy;
-use wfe_admission::server::metrics::Metrics;
+use wfe_admission::test_hooks::reload_policy_on_change;
 
 /// Writes `policy.yaml` the way the kubelet updates a ConfigMap volume.
 fn write_configmap(dir: &Path, generation: u32, text: &str) {

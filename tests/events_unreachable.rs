@@ -11,7 +11,7 @@ use rustls_pki_types::pem::PemObject;
 use serde_json::json;
 use support::*;
 use wfe_admission::events::EventOptions;
-use wfe_admission::server::metrics::Attempt;
+use wfe_admission::metrics::Attempt;
 
 /// A kube client for `url` that trusts some CA (the server is never reached anyway).
 fn client_for(url: &str) -> kube::Client {

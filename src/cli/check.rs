@@ -40,7 +40,7 @@ pub struct CheckArgs {
 
 /// The printed result.
 #[derive(Debug, serde::Serialize)]
-pub struct Outcome {
+pub struct CheckVerdict {
     pub allowed: bool,
     pub message: Option<String>,
     pub patch: Value,
@@ -131,7 +131,7 @@ pub fn evaluate(
     policy: &Policy,
     mut req: AdmissionRequest<DynamicObject>,
     now: Timestamp,
-) -> Result<Outcome, String> {
+) -> Result<CheckVerdict, String> {
     let mutated = review::mutate(policy, &req, now);
     let patch = match &mutated.decision {
         Decision::Patch(p) => p.clone(),
@@ -155,7 +155,7 @@ pub fn evaluate(
         }
     };
     let status = object.get("status").cloned().unwrap_or(Value::Null);
-    Ok(Outcome {
+    Ok(CheckVerdict {
         allowed: message.is_none(),
         message,
         patch: serde_json::to_value(&patch).map_err(|e| e.to_string())?,
@@ -188,7 +188,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
     }
 }
 
-fn check(args: &CheckArgs) -> Result<Outcome, String> {
+fn check(args: &CheckArgs) -> Result<CheckVerdict, String> {
     let config = super::load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
     let policy = Policy::new(config).map_err(|e| e.to_string())?;
     let old = read_object(&args.old)?;

@@ -2,13 +2,26 @@
 //! subcommands that talk to the API server once (`repair`, `verify`).
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::policy::Policy;
+
+/// The flags of every subcommand that runs a policy against a cluster (`serve`, `repair`,
+/// `verify`), declared once.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyAndCluster {
+    /// Policy file (YAML); defaults to the WorkflowExecution policy. `serve` reloads it when it
+    /// or its folder changes.
+    #[arg(long, env = "WFE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kubeconfig (default: in-cluster credentials, $KUBECONFIG, ~/.kube/config).
+    #[arg(long, env = "WFE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+}
 
 /// From `--kubeconfig`, else the usual inference (in-cluster service account, `$KUBECONFIG`,
 /// `~/.kube/config`).
@@ -32,7 +45,11 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, String> {
 /// default) and client (`--kubeconfig`, else inferred). `body` says whether everything it did
 /// succeeded (exit 0) or not (1); exit 2, with the reason on stderr, when it could not do its
 /// job or the policy or client cannot be had.
-pub fn one_shot<F, Fut>(config: Option<&Path>, kubeconfig: Option<&Path>, body: F) -> ExitCode
+pub fn run_with_cluster<F, Fut>(
+    config: Option<&Path>,
+    kubeconfig: Option<&Path>,
+    body: F,
+) -> ExitCode
 where
     F: FnOnce(Policy, Client) -> Fut,
     Fut: Future<Output = Result<bool, String>>,

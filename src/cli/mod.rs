@@ -4,6 +4,7 @@ pub mod certs;
 pub mod check;
 pub mod conditions;
 pub mod kube;
+pub(crate) mod policy_reload;
 pub mod repair;
 pub mod serve;
 pub mod verify;

@@ -2,28 +2,24 @@
 //! (missing times for their phase, stale duration, missing failure-reason mirror), each with
 //! exactly one write through the status manager.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use jiff::Timestamp;
 use kube::api::ListParams;
 
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::policy::combine::{Status, repaired};
-use crate::server::metrics::Metrics;
-use crate::status::{Outcome, StatusManager, api_for, status_of};
+use crate::retry::WriteOutcome;
+use crate::status::{StatusManager, api_for, stored_status};
 
 #[derive(Debug, clap::Args)]
 pub struct RepairArgs {
     /// Only this namespace (default: all namespaces).
     #[arg(long, short = 'n', env = "WFE_REPAIR_NAMESPACE")]
     pub namespace: Option<String>,
-    /// Policy file (YAML); defaults to the WorkflowExecution policy.
-    #[arg(long, env = "WFE_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Kubeconfig to use instead of the usual inference.
-    #[arg(long, env = "WFE_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: super::kube::PolicyAndCluster,
     /// Print what would change without writing.
     #[arg(long)]
     pub dry_run: bool,
@@ -66,7 +62,7 @@ pub async fn repair(
     for object in objects {
         summary.checked += 1;
         let now = Timestamp::now();
-        let before = status_of(&object.data);
+        let before = stored_status(&object.data);
         let Some(after) = repaired(policy, &before, now) else {
             continue;
         };
@@ -92,12 +88,12 @@ pub async fn repair(
             })
             .await;
         match result {
-            Ok(Outcome::Written { attempts }) => {
+            Ok(WriteOutcome::Written { attempts }) => {
                 summary.repaired += 1;
                 summary.writes += attempts;
                 println!("repaired {shown}: {fields}");
             }
-            Ok(Outcome::Unchanged) => println!("{shown} was repaired meanwhile"),
+            Ok(WriteOutcome::Unchanged) => println!("{shown} was repaired meanwhile"),
             Err(e) => {
                 summary.failed += 1;
                 eprintln!("cannot repair {shown}: {e}");
@@ -110,12 +106,11 @@ pub async fn repair(
 pub fn run(args: RepairArgs) -> ExitCode {
     let RepairArgs {
         namespace,
-        config,
-        kubeconfig,
+        cluster,
         dry_run,
     } = args;
-    let (config, kubeconfig) = (config.as_deref(), kubeconfig.as_deref());
-    super::kube::one_shot(config, kubeconfig, |policy, client| async move {
+    let (config, kubeconfig) = (cluster.config.as_deref(), cluster.kubeconfig.as_deref());
+    super::kube::run_with_cluster(config, kubeconfig, |policy, client| async move {
         let manager = StatusManager::new(Metrics::new());
         let s = repair(&client, &policy, &manager, namespace.as_deref(), dry_run).await?;
         println!(

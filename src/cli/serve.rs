@@ -11,10 +11,9 @@ use arc_swap::ArcSwap;
 use crate::certgen::{self, Validity};
 use crate::events::{self, EventOptions};
 use crate::match_sync;
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::selfcert::{self, SelfManagedOptions};
-use crate::server::files;
-use crate::server::metrics::{Attempt, Metrics};
 use crate::server::tls::CertSource;
 use crate::server::{self, ServeOptions, VerdictSink};
 use crate::status::StatusManager;
@@ -44,10 +43,8 @@ pub struct ServeArgs {
     /// PEM CA bundle; when set, clients (the API server) must present a certificate it signed.
     #[arg(long, env = "WFE_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
-    /// Policy file (YAML), reloaded when it or its folder changes; defaults to the
-    /// WorkflowExecution policy.
-    #[arg(long, env = "WFE_CONFIG")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: super::kube::PolicyAndCluster,
     /// Without certificate flags: generate a self-signed pair in memory and serve on loopback.
     #[arg(long, env = "WFE_DEV")]
     pub dev: bool,
@@ -102,9 +99,6 @@ pub struct ServeArgs {
     /// How often a self-managed webhook checks its Secret and CA bundle.
     #[arg(long, env = "WFE_CERT_CHECK_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     pub cert_check_interval: Duration,
-    /// Kubeconfig for recording Events (default: in-cluster credentials, $KUBECONFIG, ~/.kube/config).
-    #[arg(long, env = "WFE_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
     /// Do not record Events (admission answers are the same either way).
     #[arg(long, env = "WFE_NO_EVENTS")]
     pub no_events: bool,
@@ -220,14 +214,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let config = super::load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let config = super::load_config(args.cluster.config.as_deref()).map_err(|e| e.to_string())?;
     let policy = Policy::new(config).map_err(|e| e.to_string())?;
     let mut options = options(&args)?;
     let metrics = Metrics::new();
     let self_managed = match args.cert_mode {
         CertMode::Files => None,
         CertMode::SelfManaged => {
-            let client = super::kube::client(args.kubeconfig.as_deref()).await?;
+            let client = super::kube::client(args.cluster.kubeconfig.as_deref()).await?;
             let manager = StatusManager::new(metrics.clone());
             let sm = args.self_managed();
             let material = selfcert::ensure_secret(&client, &sm, &manager)
@@ -241,8 +235,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         }
     };
     let policy = Arc::new(ArcSwap::from_pointee(policy));
-    if let Some(path) = &args.config {
-        reload_policy_on_change(
+    if let Some(path) = &args.cluster.config {
+        super::policy_reload::reload_policy_on_change(
             path.clone(),
             Arc::clone(&policy),
             metrics.clone(),
@@ -275,32 +269,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The policy file comes from a ConfigMap in a cluster: reload it when it changes. A file that
-/// does not parse or validate leaves the current policy in force.
-pub fn reload_policy_on_change(
-    path: PathBuf,
-    policy: Arc<ArcSwap<Policy>>,
-    metrics: Metrics,
-    interval: Duration,
-) {
-    let watched = path.clone();
-    files::spawn(&[watched.as_path()], interval, move || {
-        let loaded = crate::config::Config::from_file(&path).and_then(Policy::new);
-        match loaded {
-            Ok(new) if new.config == policy.load().config => {}
-            Ok(new) => {
-                policy.store(Arc::new(new));
-                metrics.config_reload(Attempt::Success);
-                tracing::info!(config = %path.display(), "policy reloaded");
-            }
-            Err(e) => {
-                metrics.config_reload(Attempt::Failure);
-                tracing::error!(config = %path.display(), error = %e, "policy not reloaded; keeping the current one");
-            }
-        }
-    });
-}
-
 /// Events need API credentials; without them the webhook still answers, it just records nothing.
 async fn event_sink(
     args: &ServeArgs,
@@ -310,7 +278,7 @@ async fn event_sink(
     if args.no_events {
         return None;
     }
-    match super::kube::client(args.kubeconfig.as_deref()).await {
+    match super::kube::client(args.cluster.kubeconfig.as_deref()).await {
         Ok(client) => {
             let options = EventOptions {
                 capacity: args.event_queue_capacity,

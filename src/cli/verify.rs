@@ -4,17 +4,17 @@
 //! what `helm status` and `kubectl get` cannot: that the API server calls the webhook, trusts
 //! its certificate and reaches it through the Service and NetworkPolicy.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kube::api::{Api, ListParams};
 use kube::core::DynamicObject;
 use serde_json::{Map, Value, json};
 
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::policy::transitions::PhaseValue;
-use crate::server::metrics::Metrics;
-use crate::status::{StatusError, StatusManager, api_for};
+use crate::retry::WriteError;
+use crate::status::{StatusManager, api_for};
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
@@ -24,12 +24,8 @@ pub struct VerifyArgs {
     /// The object to write to (default: the first one listed).
     #[arg(long, requires = "namespace")]
     pub name: Option<String>,
-    /// Policy file (YAML) the webhook runs with; defaults to the WorkflowExecution policy.
-    #[arg(long, env = "WFE_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Kubeconfig to use instead of the usual inference.
-    #[arg(long, env = "WFE_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: super::kube::PolicyAndCluster,
 }
 
 /// What `verify` sends as `clearedBy`; the mutating webhook must replace it.
@@ -227,17 +223,17 @@ async fn mutating(writes: &Writes<'_>, policy: &Policy) -> Check {
 }
 
 /// An API error as the API server put it; any other error as the client or manager does.
-fn describe(e: &StatusError) -> String {
+fn describe(e: &WriteError) -> String {
     match e {
-        StatusError::Kube(kube::Error::Api(s)) => format!("HTTP {}: {}", s.code, s.message),
+        WriteError::Kube(kube::Error::Api(s)) => format!("HTTP {}: {}", s.code, s.message),
         other => other.to_string(),
     }
 }
 
 /// The API server's message when an admission webhook denied the request.
-fn webhook_denial(e: &StatusError) -> Option<String> {
+fn webhook_denial(e: &WriteError) -> Option<String> {
     match e {
-        StatusError::Kube(kube::Error::Api(s))
+        WriteError::Kube(kube::Error::Api(s))
             if s.message.contains("admission webhook")
                 && s.message.contains("denied the request") =>
         {
@@ -251,11 +247,10 @@ pub fn run(args: VerifyArgs) -> ExitCode {
     let VerifyArgs {
         namespace,
         name,
-        config,
-        kubeconfig,
+        cluster,
     } = args;
-    let (config, kubeconfig) = (config.as_deref(), kubeconfig.as_deref());
-    super::kube::one_shot(config, kubeconfig, |policy, client| async move {
+    let (config, kubeconfig) = (cluster.config.as_deref(), cluster.kubeconfig.as_deref());
+    super::kube::run_with_cluster(config, kubeconfig, |policy, client| async move {
         let report = verify(&client, &policy, namespace.as_deref(), name.as_deref()).await?;
         println!("verify: dry-run status writes to {}", report.object);
         for c in &report.checks {

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use wfe_admission::certgen::{self, Validity};
 use wfe_admission::config::Config;
 use wfe_admission::events::EventOptions;
-use wfe_admission::server::metrics::{Attempt, Metrics};
+use wfe_admission::metrics::{Attempt, Metrics};
 
 use crate::bad_input::still_serving;
 use crate::load::{self, Mix, ONE_LOAD_AT_A_TIME, Outcome, Plan};

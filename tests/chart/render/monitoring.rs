@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use promql_parser::label::Matcher;
 use promql_parser::parser::{self, Expr, VectorSelector};
+use wfe_admission::metrics::{Attempt, Endpoint, Metrics, RequestOutcome};
 use wfe_admission::policy::review::{Decision, Denial, DenyReason, Subject, Verdict};
-use wfe_admission::server::metrics::{Attempt, Endpoint, Metrics, Outcome};
 
 use super::*;
 
@@ -226,10 +226,10 @@ fn exported_series() -> Vec<(String, BTreeMap<String, String>)> {
     ];
     for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
         for outcome in [
-            Outcome::Allowed,
-            Outcome::Patched,
-            Outcome::Ignored,
-            Outcome::Invalid,
+            RequestOutcome::Allowed,
+            RequestOutcome::Patched,
+            RequestOutcome::Ignored,
+            RequestOutcome::Invalid,
         ] {
             metrics.request(endpoint, outcome);
         }

@@ -10,10 +10,10 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::Api;
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
-use wfe_admission::server::metrics::{Attempt, Metrics};
-use wfe_admission::status::{
-    Outcome, RaceHook, RejectionCondition, StatusError, StatusManager, api_for,
-};
+use wfe_admission::metrics::{Attempt, Metrics};
+use wfe_admission::retry::{RetryingWriter, WriteError, WriteOutcome};
+use wfe_admission::status::{RejectionCondition, StatusManager, api_for};
+use wfe_admission::test_hooks::RaceHook;
 
 use super::condition;
 use crate::cluster::{merge_status, rv, status_of, text};
@@ -46,7 +46,8 @@ pub async fn conflicts(ctx: Arc<Ctx>) -> Result<()> {
     let metrics = Metrics::new();
     let racer_status = json!({"executionStatus": {"status": "Unknown", "reason": "Racing", "message": "a competing write"}});
     let (hook, raced) = racing_writer(ctx.controller(), &name, racer_status);
-    let manager = StatusManager::new(metrics.clone()).with_race_hook(hook);
+    let manager =
+        StatusManager::with_writer(RetryingWriter::new(metrics.clone()).with_race_hook(hook));
 
     // The real use: recording the latest rejection as a condition, as the webhook's identity.
     let regarding = ObjectReference {
@@ -66,7 +67,7 @@ pub async fn conflicts(ctx: Arc<Ctx>) -> Result<()> {
         .await?;
     ensure!(raced.load(Ordering::SeqCst) == 1, "the racer ran once");
     ensure!(
-        outcome == Outcome::Written { attempts: 2 },
+        outcome == WriteOutcome::Written { attempts: 2 },
         "one conflict, then one write: {outcome:?}"
     );
     ensure!(
@@ -93,7 +94,7 @@ pub async fn conflicts(ctx: Arc<Ctx>) -> Result<()> {
     let again = plain
         .record_rejection(&ctx.clients.webhook, &policy, &regarding, &rejection)
         .await?;
-    ensure!(again == Outcome::Unchanged, "{again:?}");
+    ensure!(again == WriteOutcome::Unchanged, "{again:?}");
 
     // An update whose closure moves Running → Pending is refused before writing.
     let before = ctx.stored(&name).await?;
@@ -111,7 +112,7 @@ pub async fn conflicts(ctx: Arc<Ctx>) -> Result<()> {
         })
         .await;
     match result {
-        Err(StatusError::IllegalMove(e)) => {
+        Err(WriteError::IllegalMove(e)) => {
             println!("    refused: {e:?}");
         }
         other => bail!("an illegal move through the status manager: {other:?}"),

@@ -13,7 +13,8 @@ use anyhow::{Context, Result, anyhow, ensure};
 use kube::Client;
 use serde_json::{Value, json};
 use wfe_admission::cli::repair::repair as run_repair;
-use wfe_admission::server::metrics::{Attempt, Metrics};
+use wfe_admission::metrics::{Attempt, Metrics};
+use wfe_admission::retry::RetryingWriter;
 use wfe_admission::status::StatusManager;
 
 use super::manager::racing_writer;
@@ -181,7 +182,8 @@ pub async fn repair(ctx: Arc<Ctx>) -> Result<()> {
         "raced",
         json!({"executionStatus": {"status": "True", "reason": "Racing", "message": "a competing write"}}),
     );
-    let racing = StatusManager::new(race_metrics.clone()).with_race_hook(hook);
+    let racing =
+        StatusManager::with_writer(RetryingWriter::new(race_metrics.clone()).with_race_hook(hook));
     let summary = run_repair(client, &policy, &racing, Some(NS_RACE), false)
         .await
         .map_err(|e| anyhow!(e))?;

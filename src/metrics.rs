@@ -31,7 +31,7 @@ impl Endpoint {
 
 /// What became of a request.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RequestOutcome {
     Allowed,
     Patched,
     Denied,
@@ -41,14 +41,14 @@ pub enum Outcome {
     Invalid,
 }
 
-impl Outcome {
+impl RequestOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Patched => "patched",
-            Outcome::Denied => "denied",
-            Outcome::Ignored => "ignored",
-            Outcome::Invalid => "invalid",
+            RequestOutcome::Allowed => "allowed",
+            RequestOutcome::Patched => "patched",
+            RequestOutcome::Denied => "denied",
+            RequestOutcome::Ignored => "ignored",
+            RequestOutcome::Invalid => "invalid",
         }
     }
 }
@@ -74,12 +74,12 @@ macro_rules! label_value {
         }
     )*};
 }
-label_value!(Endpoint, Outcome, Attempt);
+label_value!(Endpoint, RequestOutcome, Attempt);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     endpoint: Endpoint,
-    outcome: Outcome,
+    outcome: RequestOutcome,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -229,12 +229,12 @@ impl Metrics {
 
     pub fn verdict(&self, endpoint: Endpoint, verdict: &Verdict) {
         let outcome = match &verdict.decision {
-            _ if verdict.ignored => Outcome::Ignored,
-            Decision::Allow => Outcome::Allowed,
-            Decision::Patch(_) => Outcome::Patched,
+            _ if verdict.ignored => RequestOutcome::Ignored,
+            Decision::Allow => RequestOutcome::Allowed,
+            Decision::Patch(_) => RequestOutcome::Patched,
             Decision::Deny(d) => {
                 self.denial(endpoint, d.reason);
-                Outcome::Denied
+                RequestOutcome::Denied
             }
         };
         self.request(endpoint, outcome);
@@ -256,7 +256,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn request(&self, endpoint: Endpoint, outcome: Outcome) {
+    pub fn request(&self, endpoint: Endpoint, outcome: RequestOutcome) {
         self.0
             .requests
             .get_or_create(&RequestLabels { endpoint, outcome })
@@ -301,10 +301,12 @@ impl Metrics {
     }
 
     /// Current value of a counter family, for tests and the benchmark.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn events_count(&self, result: Attempt) -> u64 {
         self.0.events.get_or_create(&ResultLabels { result }).get()
     }
 
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn status_writes_count(&self, result: Attempt) -> u64 {
         self.0
             .status_writes

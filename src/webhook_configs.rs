@@ -1,0 +1,64 @@
+//! The webhook's own webhook configurations, which it edits in self-managed mode: the CA bundle
+//! (`selfcert`) and the built-in match conditions (`match_sync`).
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MatchCondition, MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use kube::api::Api;
+use kube::{Client, Error as KubeError};
+
+use crate::retry::{RetryingWriter, WriteError, WriteOutcome};
+
+/// What the webhook edits in each webhook of its own configurations.
+pub struct WebhookParts<'a> {
+    pub ca_bundle: &'a mut Option<ByteString>,
+    pub match_conditions: &'a mut Option<Vec<MatchCondition>>,
+}
+
+/// A mutating or validating webhook configuration: two types with the same shape.
+pub trait OwnConfiguration:
+    kube::Resource<Scope = kube::core::ClusterResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+{
+    fn parts(&mut self) -> Vec<WebhookParts<'_>>;
+}
+
+macro_rules! own_configuration {
+    ($($kind:ty),*) => {$(
+        impl OwnConfiguration for $kind {
+            fn parts(&mut self) -> Vec<WebhookParts<'_>> {
+                self.webhooks
+                    .iter_mut()
+                    .flatten()
+                    .map(|w| WebhookParts {
+                        ca_bundle: &mut w.client_config.ca_bundle,
+                        match_conditions: &mut w.match_conditions,
+                    })
+                    .collect()
+            }
+        }
+    )*};
+}
+
+own_configuration!(MutatingWebhookConfiguration, ValidatingWebhookConfiguration);
+
+/// Applies `edit` (true when it changed something) to the configuration of kind `K` named
+/// `name`, retried on conflict; `None` when there is no such configuration.
+pub async fn edit_configuration<K: OwnConfiguration>(
+    client: &Client,
+    writer: &RetryingWriter,
+    name: &str,
+    mut edit: impl FnMut(Vec<WebhookParts<'_>>) -> bool,
+) -> Result<Option<WriteOutcome>, WriteError> {
+    let api: Api<K> = Api::all(client.clone());
+    // The retried update reads first: its 404 is the "no such configuration" answer.
+    match writer.update_object(&api, name, |c| edit(c.parts())).await {
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(WriteError::Kube(KubeError::Api(e))) if e.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}

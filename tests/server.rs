@@ -405,7 +405,7 @@ async fn expired_certificate_is_refused_at_start() {
     let err = wfe_admission::server::start(
         options_for(dir.path()),
         policy,
-        wfe_admission::server::metrics::Metrics::new(),
+        wfe_admission::metrics::Metrics::new(),
         None,
     )
     .await

@@ -28,7 +28,7 @@ pub struct Combined {
     pub denial: Option<String>,
 }
 
-struct Ctx<'a> {
+struct Combining<'a> {
     policy: &'a Policy,
     writer: Writer<'a>,
     old: &'a Status,
@@ -37,7 +37,8 @@ struct Ctx<'a> {
     out: Combined,
 }
 
-fn present(v: Option<&Value>) -> Option<&Value> {
+/// A value that is there and not `null` (a `null` field is an absent one).
+fn non_null(v: Option<&Value>) -> Option<&Value> {
     v.filter(|v| !v.is_null())
 }
 
@@ -57,7 +58,7 @@ pub fn combine(
         .requested(from, PhaseValue::read(new, &phases.field))
         .and_then(|to| policy.granted_move(writer.roles, from, to))
         .unwrap_or_default();
-    let mut ctx = Ctx {
+    let mut ctx = Combining {
         policy,
         writer,
         old,
@@ -78,7 +79,7 @@ pub fn combine(
     ctx.out
 }
 
-impl Ctx<'_> {
+impl Combining<'_> {
     fn correct(&mut self, path: String, warning: String) {
         self.out.warnings.push(warning);
         self.out.corrections.push(path);
@@ -108,10 +109,10 @@ impl Ctx<'_> {
     /// outright rather than quietly reverted by rule 1.
     fn unattributable_clearance(&mut self, sent: Option<&Status>) {
         let bc = &self.policy.config.block_clearance;
-        let sent_bc = sent.and_then(|s| present(s.get(&bc.field)));
+        let sent_bc = sent.and_then(|s| non_null(s.get(&bc.field)));
         if self.writer.user.is_empty()
             && sent_bc.is_some()
-            && sent_bc != present(self.old.get(&bc.field))
+            && sent_bc != non_null(self.old.get(&bc.field))
         {
             self.out.denial = Some(format!(
                 "status.{} can only be set by an authenticated user; the request has no user name",
@@ -137,8 +138,8 @@ impl Ctx<'_> {
         for key in keys {
             let owners = policy.field_owners(&key);
             let owns = self.owns_field(&key, owners);
-            let old = present(old_status.get(&key));
-            let new = present(self.out.status.get(&key)).cloned();
+            let old = non_null(old_status.get(&key));
+            let new = non_null(self.out.status.get(&key)).cloned();
             match (old, new) {
                 (Some(o), None) if !owns => {
                     self.out.status.insert(key, o.clone());
@@ -155,8 +156,8 @@ impl Ctx<'_> {
             }
         }
         // Absence is not intent: a status without a phase keeps the stored one.
-        if present(self.out.status.get(phase_field)).is_none()
-            && let Some(p) = present(old_status.get(phase_field))
+        if non_null(self.out.status.get(phase_field)).is_none()
+            && let Some(p) = non_null(old_status.get(phase_field))
         {
             self.out.status.insert(phase_field.to_string(), p.clone());
         }
@@ -250,10 +251,10 @@ impl Ctx<'_> {
         let (policy, old_status) = (self.policy, self.old);
         let cfg = &policy.config;
         for field in &cfg.write_once {
-            let Some(first) = present(old_status.get(field)) else {
+            let Some(first) = non_null(old_status.get(field)) else {
                 continue;
             };
-            match present(self.out.status.get(field)) {
+            match non_null(self.out.status.get(field)) {
                 Some(sent) if sent == first => {}
                 // Left out (a status rebuilt from scratch): put back without a fuss.
                 None => {
@@ -278,10 +279,10 @@ impl Ctx<'_> {
         };
         let mut kept = Vec::new();
         for attr in [&bc.cleared_by, &bc.cleared_at] {
-            if let Some(first) = present(old_bc.get(attr))
-                && present(new_bc.get(attr)) != Some(first)
+            if let Some(first) = non_null(old_bc.get(attr))
+                && non_null(new_bc.get(attr)) != Some(first)
             {
-                let shown = sent_and_kept(present(new_bc.get(attr)), Some(first));
+                let shown = sent_and_kept(non_null(new_bc.get(attr)), Some(first));
                 new_bc.insert(attr.clone(), first.clone());
                 kept.push((attr.clone(), shown));
             }
@@ -312,11 +313,11 @@ impl Ctx<'_> {
         ];
         let before: Vec<Option<Value>> = fields
             .iter()
-            .map(|f| present(self.out.status.get(*f)).cloned())
+            .map(|f| non_null(self.out.status.get(*f)).cloned())
             .collect();
         derive(self.policy, Some(from), &mut self.out.status, now);
         for (field, before) in fields.into_iter().zip(before) {
-            let after = present(self.out.status.get(field));
+            let after = non_null(self.out.status.get(field));
             match (&before, after) {
                 (Some(b), Some(a)) if b != a => {
                     let warning = format!(
@@ -356,7 +357,7 @@ impl Ctx<'_> {
         }
         // Rule 3 kept an attribution already stored; what is missing (a new clearance, or a
         // stored one written without attribution) is taken from this request.
-        let stored = |attr: &str| old_bc.and_then(|o| present(o.get(attr))).is_some();
+        let stored = |attr: &str| old_bc.and_then(|o| non_null(o.get(attr))).is_some();
         let mut forged = false;
         let mut filled = Vec::new();
         let mut replaced_at = None;
@@ -379,7 +380,7 @@ impl Ctx<'_> {
                     (0..=REINVOCATION_WINDOW_SECONDS).contains(&age)
                 });
             if !recent {
-                let sent_at = present(new_bc.get(&bc.cleared_at)).cloned();
+                let sent_at = non_null(new_bc.get(&bc.cleared_at)).cloned();
                 let stamp = Value::String(time::format(now));
                 match sent_at {
                     Some(sent) => replaced_at = Some(sent_and_kept(Some(&sent), Some(&stamp))),
@@ -429,7 +430,7 @@ pub fn clearance_denial(
     user: &str,
 ) -> Option<String> {
     let attributed = old_bc
-        .and_then(|o| present(o.get(&bc.cleared_by)))
+        .and_then(|o| non_null(o.get(&bc.cleared_by)))
         .is_some();
     if !attributed && user.is_empty() {
         return Some(format!(
@@ -463,10 +464,10 @@ pub fn derive(policy: &Policy, from: Option<&str>, status: &mut Status, now: Tim
     .to_string();
     let stamp = time::format(now);
     if from != Some(to.as_str()) {
-        if to == phases.running && present(status.get(&d.start_time)).is_none() {
+        if to == phases.running && non_null(status.get(&d.start_time)).is_none() {
             status.insert(d.start_time.clone(), Value::String(stamp.clone()));
         }
-        if phases.is_terminal(&to) && present(status.get(&d.completion_time)).is_none() {
+        if phases.is_terminal(&to) && non_null(status.get(&d.completion_time)).is_none() {
             status.insert(d.completion_time.clone(), Value::String(stamp));
         }
     }
@@ -513,12 +514,12 @@ fn update_condition(old: Option<&Value>, new: &Value, now: Timestamp) -> Value {
         return c;
     };
     let unchanged = old.filter(|o| o.get("status") == new.get("status"));
-    let old_ltt = unchanged.and_then(|o| present(o.get("lastTransitionTime")));
+    let old_ltt = unchanged.and_then(|o| non_null(o.get("lastTransitionTime")));
     match old_ltt {
         Some(ltt) => {
             obj.insert("lastTransitionTime".into(), ltt.clone());
         }
-        None if unchanged.is_none() && present(obj.get("lastTransitionTime")).is_none() => {
+        None if unchanged.is_none() && non_null(obj.get("lastTransitionTime")).is_none() => {
             obj.insert(
                 "lastTransitionTime".into(),
                 Value::String(time::format(now)),

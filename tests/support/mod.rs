@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use wfe_admission::certgen::{self, Bundle, Validity};
 use wfe_admission::config::Config;
 use wfe_admission::events::{self, EventOptions};
+use wfe_admission::metrics::Metrics;
 use wfe_admission::policy::Policy;
-use wfe_admission::server::metrics::Metrics;
 use wfe_admission::server::tls::CertSource;
 use wfe_admission::server::{self, Running, ServeOptions, VerdictSink};
 

@@ -70,8 +70,11 @@ for t in "${targets[@]}"; do
     fi
   fi
   echo "== fuzzing $t for ${seconds}s"
+  # The review target also starts from the reviews the tests use (tests/data), kept there only.
+  seeds=("tests/fuzz/corpus/$t")
+  [ "$t" = review ] && seeds+=("tests/data")
   set +e
-  "${fuzz[@]}" run "${common[@]}" "$t" "$work/corpus/$t" "tests/fuzz/corpus/$t" -- \
+  "${fuzz[@]}" run "${common[@]}" "$t" "$work/corpus/$t" "${seeds[@]}" -- \
     -max_total_time="$seconds" "${limits[@]}" \
     -dict=tests/fuzz/dict/admission.dict -print_final_stats=1 \
     -artifact_prefix="$work/artifacts/$t/" >"$log" 2>&1
@@ -79,7 +82,7 @@ for t in "${targets[@]}"; do
   set -e
   runs="$(grep -Eo 'Done [0-9]+ runs' "$log" | grep -Eo '[0-9]+' | tail -1 || true)"
   cov="$(grep -Eo 'cov: [0-9]+' "$log" | tail -1 || true)"
-  corpus="$(find "$work/corpus/$t" "tests/fuzz/corpus/$t" -type f | wc -l)"
+  corpus="$(find "$work/corpus/$t" "${seeds[@]}" -type f | wc -l)"
   if [ "$rc" -ne 0 ]; then
     status=1
     echo "FAILED: fuzz target $t (exit $rc); last lines of $log:"

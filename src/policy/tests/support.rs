@@ -20,8 +20,7 @@ pub const OPERATOR: &str = "alice@example.com";
 pub const WEBHOOK: &str = "system:serviceaccount:wfe-system:wfe-admission";
 pub const ANONYMOUS: &str = "system:anonymous";
 
-pub const NAMESPACE: &str = "kubernaut-system";
-pub const NAME: &str = "wfe-payment-api-oom-7f3c9";
+pub use wfe_bench::fixtures::{NAME, NAMESPACE};
 
 /// A reason long enough for the default minimum of ten words.
 pub const LONG_REASON: &str =
@@ -145,30 +144,12 @@ pub fn wfe_object(status: Option<Value>) -> Value {
 
 /// An UPDATE of `workflowexecutions/status` as the API server sends it.
 pub fn review_json(user: &str, groups: &[&str], old: Option<Value>, new: Option<Value>) -> Value {
-    let gvk = json!({"group": "kubernaut.ai", "version": "v1alpha1", "kind": "WorkflowExecution"});
-    let gvr =
-        json!({"group": "kubernaut.ai", "version": "v1alpha1", "resource": "workflowexecutions"});
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "0d5f3a43-8d4e-4b8e-b2c6-1f0a8b8f2e11",
-            "kind": gvk,
-            "resource": gvr,
-            "subResource": "status",
-            "requestKind": gvk,
-            "requestResource": gvr,
-            "requestSubResource": "status",
-            "name": NAME,
-            "namespace": NAMESPACE,
-            "operation": "UPDATE",
-            "userInfo": {"username": user, "groups": groups},
-            "object": wfe_object(new),
-            "oldObject": wfe_object(old),
-            "dryRun": false,
-            "options": {"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"},
-        },
-    })
+    wfe_bench::fixtures::status_update_review(
+        "0d5f3a43-8d4e-4b8e-b2c6-1f0a8b8f2e11",
+        json!({"username": user, "groups": groups}),
+        wfe_object(old),
+        wfe_object(new),
+    )
 }
 
 /// An UPDATE by `user` (no groups) from the `old` status to the `new` one.
@@ -241,13 +222,13 @@ pub fn with_object(review: &Value, object: Value) -> Value {
 
 /// What one pass of the mutating endpoint did.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct MutatePass {
     pub verdict: Verdict,
     /// The request's object with the patch applied (unchanged when allowed as sent or denied).
     pub object: Value,
 }
 
-impl Outcome {
+impl MutatePass {
     pub fn status(&self) -> &Value {
         &self.object["status"]
     }
@@ -265,7 +246,7 @@ impl Outcome {
 /// One pass of the mutating endpoint at `now`, checked: the verdict agrees with `combine`, a
 /// patch applies to the object it was made for and yields exactly the combined status, and a
 /// second pass over that result (same old object, same `now`) is an empty patch.
-pub fn run_review_at(policy: &Policy, review: &Value, now: Timestamp) -> Outcome {
+pub fn run_review_at(policy: &Policy, review: &Value, now: Timestamp) -> MutatePass {
     let req = request(review);
     let verdict = review::mutate(policy, &req, now);
     let object = review["request"]["object"].clone();
@@ -290,7 +271,7 @@ pub fn run_review_at(policy: &Policy, review: &Value, now: Timestamp) -> Outcome
                 d.message
             );
             assert!(combined.denial.is_some(), "combine agrees: {}", d.message);
-            return Outcome { verdict, object };
+            return MutatePass { verdict, object };
         }
         Decision::Allow => object,
         Decision::Patch(patch) => {
@@ -326,18 +307,18 @@ pub fn run_review_at(policy: &Policy, review: &Value, now: Timestamp) -> Outcome
         "mutation is idempotent; second-pass warnings {:?}",
         again.warnings
     );
-    Outcome {
+    MutatePass {
         verdict,
         object: patched,
     }
 }
 
-pub fn run_review(policy: &Policy, review: &Value) -> Outcome {
+pub fn run_review(policy: &Policy, review: &Value) -> MutatePass {
     run_review_at(policy, review, now())
 }
 
 /// [`run_review`] for an UPDATE by `user` (no groups) from `old` to `new`.
-pub fn run(policy: &Policy, user: &str, old: Value, new: Value) -> Outcome {
+pub fn run(policy: &Policy, user: &str, old: Value, new: Value) -> MutatePass {
     run_review(policy, &update(user, old, new))
 }
 

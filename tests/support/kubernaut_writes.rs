@@ -92,13 +92,17 @@ pub struct Expect {
     pub message: Option<String>,
 }
 
+/// The data, from the repository that includes this file at its root.
 pub fn load() -> Result<Writes, String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/kubernaut/writes.yaml"
-    );
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    serde_saphyr::from_str(&text).map_err(|e| format!("{path}: {e}"))
+    load_from(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// The data of the repository at `repo`.
+pub fn load_from(repo: &std::path::Path) -> Result<Writes, String> {
+    let path = repo.join("tests/data/kubernaut/writes.yaml");
+    let shown = path.display();
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
+    serde_saphyr::from_str(&text).map_err(|e| format!("{shown}: {e}"))
 }
 
 impl Write {

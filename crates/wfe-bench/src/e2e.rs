@@ -352,6 +352,108 @@ pub async fn interleaved(
     Ok(latencies)
 }
 
+#[path = "../../../tests/support/kubernaut_writes.rs"]
+mod kubernaut_writes;
+
+/// The real mix: for each lifecycle of tests/data/kubernaut/writes.yaml, the controller's writes
+/// that the policy allows as sent, in order (the orchestrator's, the operators' and the illegal
+/// moves left out).
+pub fn real_mix(repo: &Path) -> anyhow::Result<Vec<Vec<kubernaut_writes::Write>>> {
+    let data = kubernaut_writes::load_from(repo).map_err(|e| anyhow!(e))?;
+    let mix: Vec<Vec<kubernaut_writes::Write>> = data
+        .lifecycles
+        .into_iter()
+        .map(|l| {
+            l.writes
+                .into_iter()
+                .filter(|w| {
+                    w.writer == kubernaut_writes::Who::Controller
+                        && w.expect.denied.is_none()
+                        && w.expect.changed.is_empty()
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    if mix.is_empty() {
+        return Err(anyhow!("no controller writes in the kubernaut data"));
+    }
+    Ok(mix)
+}
+
+/// Latencies of one replay in nanoseconds: each write's, and the lifecycle's (their sum).
+pub struct Replayed {
+    pub writes: Vec<u64>,
+    pub lifecycle: u64,
+}
+
+/// Replays one lifecycle on a new object `name` of `mode`'s group as the controller does it:
+/// change the stored status, PUT it with the read resourceVersion, read again on a 409.
+pub async fn replay_lifecycle(
+    admin: &Client,
+    controller: &Client,
+    mode: Mode,
+    name: &str,
+    lifecycle: &[kubernaut_writes::Write],
+) -> anyhow::Result<Replayed> {
+    let ar = mode.resource();
+    let created = Api::<DynamicObject>::namespaced_with(admin.clone(), NAMESPACE, &ar);
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": ar.api_version, "kind": "WorkflowExecution",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": lifecycle_spec(),
+    }))?;
+    let mut object = created.create(&PostParams::default(), &object).await?;
+    let api = Api::<DynamicObject>::namespaced_with(controller.clone(), NAMESPACE, &ar);
+    let mut out = Replayed {
+        writes: Vec::with_capacity(lifecycle.len()),
+        lifecycle: 0,
+    };
+    for w in lifecycle {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let stored = object
+                .data
+                .get("status")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            object.data["status"] = Value::Object(w.body(&stored, jiff::Timestamp::now()));
+            let t = Instant::now();
+            let result = api
+                .replace_status(name, &PostParams::default(), &object)
+                .await;
+            let took = t.elapsed().as_nanos() as u64;
+            match result {
+                Ok(stored) => {
+                    out.writes.push(took);
+                    out.lifecycle += took;
+                    object = stored;
+                    break;
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 && attempt < 5 => {
+                    object = api.get_status(name).await?;
+                }
+                Err(e) => return Err(anyhow!("{name} in {}, {}: {e}", mode.group(), w.what)),
+            }
+        }
+    }
+    let _ = created.delete(name, &Default::default()).await;
+    Ok(out)
+}
+
+fn lifecycle_spec() -> Value {
+    json!({
+        "remediationRequestRef": {"apiVersion": "kubernaut.ai/v1alpha1",
+            "kind": "RemediationRequest", "name": "rr-bench", "namespace": NAMESPACE},
+        "targetResource": "payments/deployment/api",
+        "workflowRef": {"workflowId": "restart-deployment", "workflowName": "restart-deployment",
+            "actionType": "RestartPod", "version": "v1",
+            "executionBundle": "ghcr.io/kubernaut/workflows/restart:v1", "executionEngine": "job"},
+    })
+}
+
 /// Updates per second with one writer per object, all objects at once, for `window`.
 pub async fn throughput(
     controller: &Client,

@@ -61,6 +61,8 @@ struct Plan {
     status_updates: usize,
     e2e_updates: u64,
     e2e_window: Duration,
+    /// kubernaut lifecycles replayed per mode in the real-mix rows.
+    lifecycles: usize,
 }
 
 impl Plan {
@@ -73,6 +75,7 @@ impl Plan {
                 policy_budget: Duration::from_millis(100),
                 status_updates: 8,
                 e2e_updates: 20,
+                lifecycles: 4,
                 e2e_window: Duration::from_millis(500),
             }
         } else {
@@ -88,6 +91,7 @@ impl Plan {
                 // bursts of load on this VM move by as much: many samples, modes taking turns
                 // update by update.
                 e2e_updates: 1200,
+                lifecycles: 90,
                 e2e_window: Duration::from_secs(3),
             }
         }
@@ -356,6 +360,94 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// kubernaut's real lifecycles (the controller's writes of tests/data/kubernaut/writes.yaml),
+/// one new object each, modes (a), (b), (c) and (e) taking turns lifecycle by lifecycle.
+async fn lifecycle_rows(
+    admin: &kube::Client,
+    controller: &kube::Client,
+    ours: &wfe_admission::metrics::Metrics,
+    options: &Options,
+    plan: &Plan,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    use e2e::Mode;
+    const MODES: [Mode; 4] = [Mode::None, Mode::Cel, Mode::Webhooks, Mode::Floor];
+    let mix = e2e::real_mix(&options.repo)?;
+    eprintln!(
+        "wfe-bench: kubernaut's real lifecycles, {} per mode, modes taking turns",
+        plan.lifecycles
+    );
+    for (k, mode) in MODES.into_iter().enumerate() {
+        e2e::replay_lifecycle(
+            admin,
+            controller,
+            mode,
+            &format!("wfe-bench-warm{k}"),
+            &mix[0],
+        )
+        .await?;
+    }
+    let (api_before, ours_before) = (e2e::apiserver_metrics(admin).await, ours.encode());
+    let mut writes = vec![Vec::new(); MODES.len()];
+    let mut lifecycles = vec![Vec::new(); MODES.len()];
+    for r in 0..plan.lifecycles {
+        let lifecycle = &mix[r % mix.len()];
+        for k in 0..MODES.len() {
+            let at = (r + k) % MODES.len();
+            let name = format!("wfe-bench-lifecycle-{r}");
+            let replayed =
+                e2e::replay_lifecycle(admin, controller, MODES[at], &name, lifecycle).await?;
+            writes[at].extend(replayed.writes);
+            lifecycles[at].push(replayed.lifecycle);
+        }
+    }
+    let (api_after, ours_after) = (e2e::apiserver_metrics(admin).await, ours.encode());
+    for (i, mode) in MODES.into_iter().enumerate() {
+        writes[i].sort_unstable();
+        lifecycles[i].sort_unstable();
+        report.lifecycle.push(report::LifecycleRow {
+            mode: mode.label(),
+            writes: writes[i].len() as u64,
+            lifecycles: lifecycles[i].len() as u64,
+            write_p50_ms: percentile_ms(&writes[i], 0.5),
+            write_p99_ms: percentile_ms(&writes[i], 0.99),
+            lifecycle_p50_ms: percentile_ms(&lifecycles[i], 0.5),
+            lifecycle_p99_ms: percentile_ms(&lifecycles[i], 0.99),
+        });
+    }
+    let api = e2e::Scrapes {
+        before: &api_before,
+        after: &api_after,
+    };
+    let ours = e2e::Scrapes {
+        before: &ours_before,
+        after: &ours_after,
+    };
+    let written = writes[2].len().max(1) as f64;
+    for (endpoint, hook) in e2e::hooks(Mode::Webhooks) {
+        let filter = format!("name=\"{hook}\"");
+        let ours_label = format!("endpoint=\"{}\"", endpoint.trim_start_matches('/'));
+        let calls = api.grew(&format!("{}_count", e2e::APISERVER_WEBHOOK_METRIC), &filter);
+        report.lifecycle_hooks.push(report::HookFigures {
+            mode: Mode::Webhooks.label(),
+            endpoint,
+            calls_per_update: calls / written,
+            apiserver_ms: api.mean_ms(e2e::APISERVER_WEBHOOK_METRIC, &filter),
+            match_ms: api.mean_ms(
+                "apiserver_admission_match_condition_evaluation_seconds",
+                &filter,
+            ),
+            handler_ms: ours.mean_ms("wfe_admission_request_duration_seconds", &ours_label),
+            patched: Some({
+                let patched = format!("{ours_label},outcome=\"patched\"");
+                let answers = ours.grew("wfe_admission_requests_total", &ours_label);
+                ours.grew("wfe_admission_requests_total", &patched) / answers.max(1.0)
+            }),
+        });
+    }
+    Ok(())
+}
+
 fn percentile_ms(sorted: &[u64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -503,6 +595,8 @@ async fn run_e2e(
             });
         }
     }
+
+    lifecycle_rows(&admin, &controller, &webhook.metrics, options, plan, report).await?;
 
     // The status manager against the real API server (no admission on that group).
     eprintln!("wfe-bench: status manager against the kube-apiserver");

@@ -74,7 +74,23 @@ pub struct Report {
     pub e2e_skipped: Option<String>,
     /// Where the webhook modes' time goes, per webhook, over the 1-writer updates.
     pub e2e_hooks: Vec<HookFigures>,
+    /// kubernaut's real lifecycles through the kube-apiserver, per mode.
+    pub lifecycle: Vec<LifecycleRow>,
+    /// The webhooks of (c) over the real lifecycles (calls per write).
+    pub lifecycle_hooks: Vec<HookFigures>,
     pub status: Vec<StatusRow>,
+}
+
+/// One mode over kubernaut's real lifecycles.
+#[derive(Debug, Clone)]
+pub struct LifecycleRow {
+    pub mode: &'static str,
+    pub writes: u64,
+    pub lifecycles: u64,
+    pub write_p50_ms: f64,
+    pub write_p99_ms: f64,
+    pub lifecycle_p50_ms: f64,
+    pub lifecycle_p99_ms: f64,
 }
 
 /// One webhook's share of (c) or (d).
@@ -203,7 +219,45 @@ impl Report {
         if let Some(added) = self.e2e_added_p50_ms() {
             let _ = write!(line, " e2e_added_p50_ms={}", f(added, 3));
         }
+        if let Some(added) = self.lifecycle_added_p50_ms() {
+            let _ = write!(
+                line,
+                " lifecycle_added_p50_ms={} lifecycle_mutate_calls_share={} lifecycle_validate_calls_share={} match_condition_mean_ms={}",
+                f(added, 3),
+                f(self.lifecycle_calls_share("/mutate"), 2),
+                f(self.lifecycle_calls_share("/validate"), 2),
+                f(self.match_condition_mean_ms(), 3),
+            );
+        }
         line
+    }
+
+    fn lifecycle_p50(&self, prefix: &str) -> Option<f64> {
+        self.lifecycle
+            .iter()
+            .find(|r| r.mode.starts_with(prefix))
+            .map(|r| r.write_p50_ms)
+    }
+
+    /// (c) − (a), p50 per write over kubernaut's real lifecycles.
+    pub fn lifecycle_added_p50_ms(&self) -> Option<f64> {
+        Some(self.lifecycle_p50("(c)")? - self.lifecycle_p50("(a)")?)
+    }
+
+    /// Calls of `endpoint` per write of the real mix (every write of it is allowed).
+    pub fn lifecycle_calls_share(&self, endpoint: &str) -> f64 {
+        self.lifecycle_hooks
+            .iter()
+            .find(|h| h.endpoint == endpoint)
+            .map_or(f64::NAN, |h| h.calls_per_update)
+    }
+
+    /// The worse of the two match conditions' mean evaluation over the real mix.
+    pub fn match_condition_mean_ms(&self) -> f64 {
+        self.lifecycle_hooks
+            .iter()
+            .filter_map(|h| h.match_ms)
+            .fold(f64::NAN, f64::max)
     }
 
     pub fn markdown(&self) -> String {
@@ -356,6 +410,42 @@ impl Report {
                 );
             }
         }
+        if !self.lifecycle.is_empty() {
+            s.push_str(
+                "\n### kubernaut's real lifecycles (kube-apiserver)\n\nThe controller's writes of `tests/data/kubernaut/writes.yaml` (each lifecycle on a new object: the status read back, changed and PUT with its resourceVersion), modes taking turns lifecycle by lifecycle. A lifecycle's time is the sum of its writes.\n\n",
+            );
+            s.push_str("| admission | writes | lifecycles | p50 ms per write | p99 ms per write | p50 ms per lifecycle | p99 ms per lifecycle | p50 per write added over (a) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+            let base = self.lifecycle_p50("(a)").unwrap_or(f64::NAN);
+            for r in &self.lifecycle {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    r.mode,
+                    r.writes,
+                    r.lifecycles,
+                    f(r.write_p50_ms, 3),
+                    f(r.write_p99_ms, 3),
+                    f(r.lifecycle_p50_ms, 3),
+                    f(r.lifecycle_p99_ms, 3),
+                    f(r.write_p50_ms - base, 3)
+                );
+            }
+            s.push_str("\n| (c) over the real mix | webhook | calls per write | API server's call, mean ms | match condition, mean ms | handler, mean ms | answers with a patch |\n|---|---|---:|---:|---:|---:|---:|\n");
+            let opt = |v: Option<f64>, digits| f(v.unwrap_or(f64::NAN), digits);
+            for h in &self.lifecycle_hooks {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    h.mode,
+                    h.endpoint,
+                    f(h.calls_per_update, 2),
+                    opt(h.apiserver_ms, 3),
+                    opt(h.match_ms, 3),
+                    opt(h.handler_ms, 3),
+                    opt(h.patched, 2)
+                );
+            }
+        }
         if let Some(why) = &self.e2e_skipped {
             let _ = writeln!(
                 s,
@@ -402,13 +492,14 @@ impl Report {
         let _ = writeln!(s, "\n### Targets\n");
         let _ = writeln!(s, "| target | this run | |");
         let _ = writeln!(s, "|---|---:|---|");
+        // Retired as a target: the ceiling reads nothing, and scanning the review alone stops
+        // at 0.67-0.79 of it over HTTP/1.1 (docs/benchmarks.md). Kept as a figure to watch.
         for name in ["/validate", "/mutate"] {
             let r = self.c64_ratio(name);
             let _ = writeln!(
                 s,
-                "| {name} at c=64 ≥ 0.8 of the ceiling (lower of http/1.1, h2) | {} | {} |",
+                "| for reference: {name} at c=64, of the ceiling (lower of http/1.1, h2) | {} | |",
                 f(r, 2),
-                met(r, r >= 0.8)
             );
         }
         let p99 = self.p99_c1_ms();
@@ -433,12 +524,34 @@ impl Report {
                 met(p.ready_ms, p.ready_ms < 200.0)
             );
         }
+        if let Some(added) = self.lifecycle_added_p50_ms() {
+            let _ = writeln!(
+                s,
+                "| real lifecycles: (c) adds ≤ 0.3 ms to a write's p50 over (a) | {} ms | {} |",
+                f(added, 3),
+                met(added, added <= 0.3)
+            );
+            let share = self.lifecycle_calls_share("/mutate");
+            let _ = writeln!(
+                s,
+                "| real lifecycles: /mutate reached by ≤ 20% of the writes | {} | {} |",
+                f(share, 2),
+                met(share, share <= 0.2)
+            );
+            let m = self.match_condition_mean_ms();
+            let _ = writeln!(
+                s,
+                "| real lifecycles: each match condition's mean evaluation ≤ 0.05 ms | {} ms | {} |",
+                f(m, 3),
+                met(m, m <= 0.05)
+            );
+        }
         if let Some(added) = self.e2e_added_p50_ms() {
             let _ = writeln!(
                 s,
-                "| (c) adds ≤ 1 ms to a status update's p50 over (a) | {} ms | {} |",
+                "| progress write: (c) adds ≤ 0.1 ms to a status update's p50 over (a) | {} ms | {} |",
                 f(added, 3),
-                met(added, added <= 1.0)
+                met(added, added <= 0.1)
             );
             let p50 = |mode| self.e2e_p50_ms(mode);
             if let (Some(a), Some(e)) = (p50("(a)"), p50("(e)")) {
@@ -505,10 +618,8 @@ mod tests {
     #[test]
     fn targets_not_measured_are_not_called_met() {
         let md = Report::default().markdown();
-        for target in ["| /validate at c=64", "| /mutate at c=64", "| p99 at c=1"] {
-            let line = target_line(&md, target);
-            assert!(line.ends_with("| not measured |"), "{line}");
-        }
+        let line = target_line(&md, "| p99 at c=1");
+        assert!(line.ends_with("| not measured |"), "{line}");
     }
 
     #[test]
@@ -524,8 +635,8 @@ mod tests {
             ..Report::default()
         };
         let md = report.markdown();
-        assert!(target_line(&md, "| /validate at c=64").ends_with("| 0.85 | met |"));
-        assert!(target_line(&md, "| /mutate at c=64").ends_with("| 0.50 | not met |"));
+        assert!(target_line(&md, "| for reference: /validate at c=64").ends_with("| 0.85 | |"));
+        assert!(target_line(&md, "| for reference: /mutate at c=64").ends_with("| 0.50 | |"));
         assert!(target_line(&md, "| p99 at c=1").ends_with("| 0.500 ms | met |"));
         assert!(report.summary().contains("mutate_c64_ratio=0.50"));
     }
@@ -550,12 +661,55 @@ mod tests {
             ..Report::default()
         };
         let md = report.markdown();
-        assert!(target_line(&md, "| (c) adds").ends_with("| 1.250 ms | not met |"));
+        assert!(target_line(&md, "| progress write: (c) adds").ends_with("| 1.250 ms | not met |"));
         assert!(target_line(&md, "| for reference: (e)").ends_with("| 0.875 ms | |"));
         assert!(
             target_line(&md, "| for reference: (f)")
                 .ends_with("| 1.500 ms | (f) − (e): 0.625 ms |")
         );
         assert!(report.summary().ends_with("e2e_added_p50_ms=1.250"));
+    }
+
+    #[test]
+    fn the_lifecycle_figures_give_their_summary_keys_and_targets() {
+        let row = |mode: &'static str, p50: f64| LifecycleRow {
+            mode,
+            writes: 40,
+            lifecycles: 10,
+            write_p50_ms: p50,
+            write_p99_ms: p50 * 2.0,
+            lifecycle_p50_ms: p50 * 4.0,
+            lifecycle_p99_ms: p50 * 8.0,
+        };
+        let hook = |endpoint: &'static str, calls: f64, match_ms: f64| HookFigures {
+            mode: "(c) wfe-admission webhooks",
+            endpoint,
+            calls_per_update: calls,
+            apiserver_ms: Some(1.0),
+            match_ms: Some(match_ms),
+            handler_ms: Some(0.1),
+            patched: Some(0.0),
+        };
+        let report = Report {
+            lifecycle: vec![
+                row("(a) no admission", 5.0),
+                row("(c) wfe-admission webhooks", 5.25),
+            ],
+            lifecycle_hooks: vec![hook("/mutate", 0.5, 0.125), hook("/validate", 0.25, 0.02)],
+            ..Report::default()
+        };
+        let summary = report.summary();
+        assert!(
+            summary.ends_with(
+                "lifecycle_added_p50_ms=0.250 lifecycle_mutate_calls_share=0.50 lifecycle_validate_calls_share=0.25 match_condition_mean_ms=0.125"
+            ),
+            "{summary}"
+        );
+        let md = report.markdown();
+        assert!(target_line(&md, "| real lifecycles: (c) adds").ends_with("| 0.250 ms | met |"));
+        assert!(target_line(&md, "| real lifecycles: /mutate").ends_with("| 0.50 | not met |"));
+        assert!(
+            target_line(&md, "| real lifecycles: each match").ends_with("| 0.125 ms | not met |")
+        );
     }
 }

@@ -424,28 +424,45 @@ async fn lifecycle_rows(
         after: &ours_after,
     };
     let written = writes[2].len().max(1) as f64;
-    for (endpoint, hook) in e2e::hooks(Mode::Webhooks) {
-        let filter = format!("name=\"{hook}\"");
-        let ours_label = format!("endpoint=\"{}\"", endpoint.trim_start_matches('/'));
-        let calls = api.grew(&format!("{}_count", e2e::APISERVER_WEBHOOK_METRIC), &filter);
-        report.lifecycle_hooks.push(report::HookFigures {
-            mode: Mode::Webhooks.label(),
-            endpoint,
-            calls_per_update: calls / written,
-            apiserver_ms: api.mean_ms(e2e::APISERVER_WEBHOOK_METRIC, &filter),
-            match_ms: api.mean_ms(
-                "apiserver_admission_match_condition_evaluation_seconds",
-                &filter,
-            ),
-            handler_ms: ours.mean_ms("wfe_admission_request_duration_seconds", &ours_label),
-            patched: Some({
-                let patched = format!("{ours_label},outcome=\"patched\"");
-                let answers = ours.grew("wfe_admission_requests_total", &ours_label);
-                ours.grew("wfe_admission_requests_total", &patched) / answers.max(1.0)
-            }),
-        });
-    }
+    report
+        .lifecycle_hooks
+        .extend(hook_figures(Mode::Webhooks, &api, &ours, written));
     Ok(())
+}
+
+/// Each webhook of `mode` between two scrapes: its calls per update, the API server's mean call
+/// and match-condition evaluation (by webhook name), our handler's mean time and share of
+/// patched answers (by endpoint).
+fn hook_figures(
+    mode: e2e::Mode,
+    api: &e2e::Scrapes<'_>,
+    ours: &e2e::Scrapes<'_>,
+    updates: f64,
+) -> Vec<report::HookFigures> {
+    const HANDLER_METRIC: &str = "wfe_admission_request_duration_seconds";
+    const ANSWERS_METRIC: &str = "wfe_admission_requests_total";
+    const MATCH_METRIC: &str = "apiserver_admission_match_condition_evaluation_seconds";
+    e2e::hooks(mode)
+        .into_iter()
+        .map(|(endpoint, hook)| {
+            let filter = format!("name=\"{hook}\"");
+            let ours_label = format!("endpoint=\"{}\"", endpoint.trim_start_matches('/'));
+            let calls = api.grew(&format!("{}_count", e2e::APISERVER_WEBHOOK_METRIC), &filter);
+            report::HookFigures {
+                mode: mode.label(),
+                endpoint,
+                calls_per_update: calls / updates,
+                apiserver_ms: api.mean_ms(e2e::APISERVER_WEBHOOK_METRIC, &filter),
+                match_ms: api.mean_ms(MATCH_METRIC, &filter),
+                handler_ms: ours.mean_ms(HANDLER_METRIC, &ours_label),
+                patched: (mode != e2e::Mode::Floor).then(|| {
+                    let patched = format!("{ours_label},outcome=\"patched\"");
+                    let answers = ours.grew(ANSWERS_METRIC, &ours_label);
+                    ours.grew(ANSWERS_METRIC, &patched) / answers.max(1.0)
+                }),
+            }
+        })
+        .collect()
 }
 
 fn percentile_ms(sorted: &[u64], q: f64) -> f64 {
@@ -571,29 +588,11 @@ async fn run_e2e(
     // Per webhook of (c) to (f): calls per update, the API server's mean call and match-condition
     // evaluation, from its own metrics (by webhook name), and our handler's mean time and share
     // of patched answers (by endpoint, our modes together).
-    const HANDLER_METRIC: &str = "wfe_admission_request_duration_seconds";
-    const ANSWERS_METRIC: &str = "wfe_admission_requests_total";
-    const MATCH_METRIC: &str = "apiserver_admission_match_condition_evaluation_seconds";
     for (i, mode) in Mode::ALL.into_iter().enumerate() {
         let updates = latencies[i].len().max(1) as f64;
-        for (endpoint, hook) in e2e::hooks(mode) {
-            let filter = format!("name=\"{hook}\"");
-            let ours_label = format!("endpoint=\"{}\"", endpoint.trim_start_matches('/'));
-            let calls = api.grew(&format!("{}_count", e2e::APISERVER_WEBHOOK_METRIC), &filter);
-            report.e2e_hooks.push(report::HookFigures {
-                mode: mode.label(),
-                endpoint,
-                calls_per_update: calls / updates,
-                apiserver_ms: api.mean_ms(e2e::APISERVER_WEBHOOK_METRIC, &filter),
-                match_ms: api.mean_ms(MATCH_METRIC, &filter),
-                handler_ms: ours.mean_ms(HANDLER_METRIC, &ours_label),
-                patched: (mode != Mode::Floor).then(|| {
-                    let patched = format!("{ours_label},outcome=\"patched\"");
-                    let answers = ours.grew(ANSWERS_METRIC, &ours_label);
-                    ours.grew(ANSWERS_METRIC, &patched) / answers.max(1.0)
-                }),
-            });
-        }
+        report
+            .e2e_hooks
+            .extend(hook_figures(mode, &api, &ours, updates));
     }
 
     lifecycle_rows(&admin, &controller, &webhook.metrics, options, plan, report).await?;

@@ -394,21 +394,7 @@ impl Report {
             s.push_str(
                 "\nWhere the webhook modes' time goes, over the 1-writer updates: webhook calls per status update and their mean as the API server timed them (its `apiserver_admission_webhook_admission_duration_seconds`), its mean evaluation of the webhook's match conditions (`apiserver_admission_match_condition_evaluation_seconds`), our handler's mean time, body read to answer built, and the share of its answers that carried a JSON Patch (per endpoint, (c), (d) and (f) together; the echo has no metrics).\n\n",
             );
-            s.push_str("| admission | webhook | calls per update | API server's call, mean ms | match condition, mean ms | handler, mean ms | answers with a patch |\n|---|---|---:|---:|---:|---:|---:|\n");
-            let opt = |v: Option<f64>, digits| f(v.unwrap_or(f64::NAN), digits);
-            for h in &self.e2e_hooks {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
-                    h.mode,
-                    h.endpoint,
-                    f(h.calls_per_update, 2),
-                    opt(h.apiserver_ms, 3),
-                    opt(h.match_ms, 3),
-                    opt(h.handler_ms, 3),
-                    opt(h.patched, 2)
-                );
-            }
+            hooks_table(&mut s, "admission", "calls per update", &self.e2e_hooks);
         }
         if !self.lifecycle.is_empty() {
             s.push_str(
@@ -430,21 +416,13 @@ impl Report {
                     f(r.write_p50_ms - base, 3)
                 );
             }
-            s.push_str("\n| (c) over the real mix | webhook | calls per write | API server's call, mean ms | match condition, mean ms | handler, mean ms | answers with a patch |\n|---|---|---:|---:|---:|---:|---:|\n");
-            let opt = |v: Option<f64>, digits| f(v.unwrap_or(f64::NAN), digits);
-            for h in &self.lifecycle_hooks {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
-                    h.mode,
-                    h.endpoint,
-                    f(h.calls_per_update, 2),
-                    opt(h.apiserver_ms, 3),
-                    opt(h.match_ms, 3),
-                    opt(h.handler_ms, 3),
-                    opt(h.patched, 2)
-                );
-            }
+            s.push('\n');
+            hooks_table(
+                &mut s,
+                "(c) over the real mix",
+                "calls per write",
+                &self.lifecycle_hooks,
+            );
         }
         if let Some(why) = &self.e2e_skipped {
             let _ = writeln!(
@@ -570,6 +548,28 @@ impl Report {
                 }
             }
         }
+    }
+}
+
+/// A table of webhook figures, one row per webhook.
+fn hooks_table(s: &mut String, first: &str, calls: &str, hooks: &[HookFigures]) {
+    let _ = writeln!(
+        s,
+        "| {first} | webhook | {calls} | API server's call, mean ms | match condition, mean ms | handler, mean ms | answers with a patch |\n|---|---|---:|---:|---:|---:|---:|"
+    );
+    let opt = |v: Option<f64>, digits| f(v.unwrap_or(f64::NAN), digits);
+    for h in hooks {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            h.mode,
+            h.endpoint,
+            f(h.calls_per_update, 2),
+            opt(h.apiserver_ms, 3),
+            opt(h.match_ms, 3),
+            opt(h.handler_ms, 3),
+            opt(h.patched, 2)
+        );
     }
 }
 

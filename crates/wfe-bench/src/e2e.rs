@@ -211,15 +211,10 @@ pub async fn install(admin: &Client, repo: &Path) -> anyhow::Result<()> {
         }
         apply(admin, &crd_ar, crd).await?;
     }
-    let role_ar = resource(
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRole",
-        "clusterroles",
-    );
+    let rbac = |kind, plural| resource("rbac.authorization.k8s.io", "v1", kind, plural);
     apply(
         admin,
-        &role_ar,
+        &rbac("ClusterRole", "clusterroles"),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": "wfe-bench"},
             "rules": [{"apiGroups": Mode::ALL.map(Mode::group),
@@ -227,15 +222,9 @@ pub async fn install(admin: &Client, repo: &Path) -> anyhow::Result<()> {
                 "verbs": ["get", "list", "watch", "create", "update", "patch"]}]}),
     )
     .await?;
-    let binding_ar = resource(
-        "rbac.authorization.k8s.io",
-        "v1",
-        "ClusterRoleBinding",
-        "clusterrolebindings",
-    );
     apply(
         admin,
-        &binding_ar,
+        &rbac("ClusterRoleBinding", "clusterrolebindings"),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
             "metadata": {"name": "wfe-bench"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "wfe-bench"},
@@ -619,7 +608,11 @@ pub struct Scrapes<'a> {
     pub after: &'a str,
 }
 
-impl Scrapes<'_> {
+impl<'a> Scrapes<'a> {
+    pub fn between(before: &'a str, after: &'a str) -> Self {
+        Self { before, after }
+    }
+
     /// How much the series of `metric` whose labels contain `filter` grew between the scrapes.
     pub fn grew(&self, metric: &str, filter: &str) -> f64 {
         series_total(self.after, metric, filter) - series_total(self.before, metric, filter)

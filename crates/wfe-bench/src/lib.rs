@@ -415,14 +415,8 @@ async fn lifecycle_rows(
             lifecycle_p99_ms: percentile_ms(&lifecycles[i], 0.99),
         });
     }
-    let api = e2e::Scrapes {
-        before: &api_before,
-        after: &api_after,
-    };
-    let ours = e2e::Scrapes {
-        before: &ours_before,
-        after: &ours_after,
-    };
+    let api = e2e::Scrapes::between(&api_before, &api_after);
+    let ours = e2e::Scrapes::between(&ours_before, &ours_after);
     let written = writes[2].len().max(1) as f64;
     report
         .lifecycle_hooks
@@ -577,14 +571,8 @@ async fn run_e2e(
         });
     }
 
-    let api = e2e::Scrapes {
-        before: &api_before,
-        after: &api_after,
-    };
-    let ours = e2e::Scrapes {
-        before: &ours_before,
-        after: &ours_after,
-    };
+    let api = e2e::Scrapes::between(&api_before, &api_after);
+    let ours = e2e::Scrapes::between(&ours_before, &ours_after);
     // Per webhook of (c) to (f): calls per update, the API server's mean call and match-condition
     // evaluation, from its own metrics (by webhook name), and our handler's mean time and share
     // of patched answers (by endpoint, our modes together).

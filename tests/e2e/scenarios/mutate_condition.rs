@@ -440,10 +440,7 @@ async fn random_writes(ctx: &Ctx, objects: &[(&str, &str)]) -> Result<()> {
         );
     }
     let after = apiserver_metrics(admin).await;
-    let scrapes = Scrapes {
-        before: &before,
-        after: &after,
-    };
+    let scrapes = Scrapes::between(&before, &after);
     let errors = scrapes.grew(
         "apiserver_admission_match_condition_evaluation_errors_total",
         "",

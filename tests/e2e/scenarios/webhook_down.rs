@@ -71,10 +71,7 @@ async fn while_down(ctx: &Ctx, name: &str) -> Result<()> {
     ensure!(code >= 500, "HTTP {code}: {message}");
     // The series the chart's WfeAdmissionCallsFailing alert sums, as this API server names it.
     let metrics_after = apiserver_metrics(&ctx.clients.admin).await;
-    let scrapes = Scrapes {
-        before: &metrics_before,
-        after: &metrics_after,
-    };
+    let scrapes = Scrapes::between(&metrics_before, &metrics_after);
     let failed_calls = scrapes.grew(
         "apiserver_admission_webhook_rejection_count",
         "error_type=\"calling_webhook_error\",name=\"status.mutate.wfe-admission.kubernaut.ai\"",

@@ -510,11 +510,14 @@ fn install_self_managed_mode_and_run_it_with_the_chart_rbac(ctx: &mut Ctx) {
         builtin(mutating, MUTATE_MATCH_CONDITION),
         Some(expected.clone())
     );
-    // YAML is a superset of JSON.
-    std::fs::write(&policy, serde_json::to_string(&edited).expect("json")).expect("write policy");
+    // YAML is a superset of JSON. Swapped in whole, as a ConfigMap volume does, so that no
+    // reload reads a half-written file. The deadline allows a loaded CI machine.
+    let swapped = policy.with_extension("new");
+    std::fs::write(&swapped, serde_json::to_string(&edited).expect("json")).expect("write policy");
+    std::fs::rename(&swapped, &policy).expect("swap policy");
     poll(
         "the mutating condition to follow the edited policy",
-        20,
+        60,
         || (builtin(mutating, MUTATE_MATCH_CONDITION) == Some(expected.clone())).then_some(()),
     );
     assert_eq!(

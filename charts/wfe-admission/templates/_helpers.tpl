@@ -220,19 +220,6 @@ matchConditions:
 '{{ . | replace "\\" "\\\\" | replace "'" "\\'" | replace "\n" "\\n" | replace "\r" "\\r" | replace "\t" "\\t" }}'
 {{- end }}
 
-{{/*
-The validating webhook's built-in match condition: call it only when the update may be denied
-(a new or non-string phase, a changed blockClearance, a status that is not an object). The
-same text as `policy::match_conditions::validate_match_condition` in the webhook; the chart
-tests compare the two. The field names are the policy's (the values schema keeps the defaults
-today).
-*/}}
-{{- define "wfe-admission.validateMatchCondition" -}}
-{{- $p := include "wfe-admission.celString" (dig "phase" "field" "phase" .Values.policy) }}
-{{- $c := include "wfe-admission.celString" (dig "blockClearance" "field" "blockClearance" .Values.policy) -}}
-request.operation == 'UPDATE' && has(object.status) && !(type(object.status) == map && (!({{ $p }} in object.status) || (type(object.status[{{ $p }}]) == string && has(oldObject.status) && type(oldObject.status) == map && {{ $p }} in oldObject.status && type(oldObject.status[{{ $p }}]) == string && object.status[{{ $p }}] == oldObject.status[{{ $p }}])) && (!({{ $c }} in object.status) || (has(oldObject.status) && type(oldObject.status) == map && {{ $c }} in oldObject.status && type(object.status[{{ $c }}]) == type(oldObject.status[{{ $c }}]) && object.status[{{ $c }}] == oldObject.status[{{ $c }}])))
-{{- end }}
-
 {{/* A CEL list literal of string literals, in the given order. */}}
 {{- define "wfe-admission.celList" -}}
 {{- $items := list }}
@@ -242,47 +229,177 @@ request.operation == 'UPDATE' && has(object.status) && !(type(object.status) == 
 [{{ join ", " $items }}]
 {{- end }}
 
-{{/*
-The mutating webhook's built-in match condition: skip a write by the controller (its user
-patterns or groups) that combining provably leaves as sent: same status keys, only plain
-controller fields changed, each condition the stored one at its index or (a controller type)
-with the same type, status and lastTransitionTime, derived fields already coherent. The same
-text as `policy::match_conditions::mutate_match_condition`; the chart tests compare the two.
-Empty (no condition, every write combined) when the policy has no controller writer with
-users or groups, or when a key it depends on was removed from the values (the webhook would
-fall back to its built-in default, which this template cannot see).
-*/}}
-{{- define "wfe-admission.mutateMatchCondition" -}}
-{{- $p := .Values.policy }}
-{{- $ctl := default dict (dig "writers" "controller" nil $p) }}
-{{- $cond := default dict $p.conditions }}
+{{/* CEL that is true when the request's user is one of a writer's users or groups; empty
+when it names neither. `policy::match_conditions::cel::who`. */}}
+{{- define "wfe-admission.celWho" -}}
 {{- $who := list }}
-{{- range $u := default list $ctl.users }}
+{{- range $u := default list .users }}
 {{- $re := printf "^%s$" (regexQuoteMeta $u | replace "\\*" "[^:]*") }}
 {{- $who = append $who (printf "request.userInfo.username.matches(%s)" (include "wfe-admission.celString" $re)) }}
 {{- end }}
-{{- with $ctl.groups }}
+{{- with .groups }}
 {{- $who = append $who (printf "request.userInfo.groups.exists(g, g in %s)" (include "wfe-admission.celList" .)) }}
 {{- end }}
-{{- if and $who (hasKey $p "fields") (hasKey $p "defaultFieldOwners") (hasKey $p "writeOnce") (hasKey $cond "owners") (hasKey $cond "defaultOwners") }}
+{{- join " || " $who }}
+{{- end }}
+
+{{/* The stored phase of (index . 2) as /validate reads it; (list field initial old).
+`cel::from_phase`. */}}
+{{- define "wfe-admission.celFromPhase" -}}
+{{- $p := include "wfe-admission.celString" (index . 0) }}
+{{- $old := index . 2 -}}
+(has({{ $old }}) && type({{ $old }}) == map && {{ $p }} in {{ $old }} && type({{ $old }}[{{ $p }}]) == string && {{ $old }}[{{ $p }}] != '' ? {{ $old }}[{{ $p }}] : {{ include "wfe-admission.celString" (index . 1) }})
+{{- end }}
+
+{{/* A move of the table by an owner of the phase; (dict "phase" "owners" "from" "to").
+`cel::table_move`. */}}
+{{- define "wfe-admission.celTableMove" -}}
+{{- $values := default list .phase.values }}
+{{- $rows := list }}
+{{- range $f, $targets := default dict .phase.transitions }}
+{{- if has $f $values }}
+{{- $known := list }}
+{{- range $t := default list $targets }}
+{{- if has $t $values }}
+{{- $known = append $known $t }}
+{{- end }}
+{{- end }}
+{{- if $known }}
+{{- $rows = append $rows (printf "%s: %s" (include "wfe-admission.celString" $f) (include "wfe-admission.celList" $known)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $rows }}
+{{- $table := printf "{%s}" (join ", " $rows) -}}
+(({{ .owners }}) && {{ .from }} in {{ $table }} && {{ .to }} in {{ $table }}[{{ .from }}])
+{{- end }}
+{{- end }}
+
+{{/* The moves granted to writers (policy.moves); (dict "policy" "from" "to").
+`cel::granted_move`. */}}
+{{- define "wfe-admission.celGrantedMove" -}}
+{{- $ctx := . }}
+{{- $values := default list (dig "phase" "values" nil .policy) }}
+{{- $branches := list }}
+{{- range $name, $moves := default dict .policy.moves }}
+{{- $who := include "wfe-admission.celWho" (default dict (dig "writers" $name nil $ctx.policy)) }}
+{{- if $who }}
+{{- range $m := default list $moves }}
+{{- $froms := list }}
+{{- range $f := default list $m.from }}
+{{- if has $f $values }}
+{{- $froms = append $froms $f }}
+{{- end }}
+{{- end }}
+{{- if and $froms (has $m.to $values) }}
+{{- $branches = append $branches (printf "((%s) && %s in %s && %s == %s)" $who $ctx.from (include "wfe-admission.celList" $froms) $ctx.to (include "wfe-admission.celString" $m.to)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- join " || " $branches }}
+{{- end }}
+
+{{/*
+The validating webhook's built-in match condition: call it only when the update may be denied
+(a phase move that is not legal for the user's writer, a changed blockClearance, a status that
+is not an object). The same text as `policy::match_conditions::validate_match_condition` in
+the webhook; the chart tests compare the two.
+*/}}
+{{- define "wfe-admission.validateMatchCondition" -}}
+{{- $p := .Values.policy }}
+{{- $ph := default dict $p.phase }}
+{{- $pf := dig "phase" "field" "phase" $p }}
+{{- $pq := include "wfe-admission.celString" $pf }}
+{{- $c := include "wfe-admission.celString" (dig "blockClearance" "field" "blockClearance" $p) }}
+{{- $from := include "wfe-admission.celFromPhase" (list $pf (dig "phase" "initial" "Pending" $p) "oldObject.status") }}
+{{- $to := printf "object.status[%s]" $pq }}
+{{- $moves := list (printf "%s == %s" $to $from) }}
+{{- $ownerNames := dig "fields" $pf nil $p | default $p.defaultFieldOwners | default list }}
+{{- $owners := list }}
+{{- range $n := $ownerNames }}
+{{- with include "wfe-admission.celWho" (default dict (dig "writers" $n nil $p)) }}
+{{- $owners = append $owners . }}
+{{- end }}
+{{- end }}
+{{- if $owners }}
+{{- with include "wfe-admission.celTableMove" (dict "phase" $ph "owners" (join " || " $owners) "from" $from "to" $to) }}
+{{- $moves = append $moves . }}
+{{- end }}
+{{- end }}
+{{- with include "wfe-admission.celGrantedMove" (dict "policy" $p "from" $from "to" $to) }}
+{{- $moves = append $moves . }}
+{{- end -}}
+request.operation == 'UPDATE' && has(object.status) && !(type(object.status) == map && (!({{ $pq }} in object.status) || (type({{ $to }}) == string && ({{ join " || " $moves }}))) && (!({{ $c }} in object.status) || (has(oldObject.status) && type(oldObject.status) == map && {{ $c }} in oldObject.status && type(object.status[{{ $c }}]) == type(oldObject.status[{{ $c }}]) && object.status[{{ $c }}] == oldObject.status[{{ $c }}])))
+{{- end }}
+
+{{/*
+The mutating webhook's built-in match condition: skip a write by the controller (its user
+patterns or groups) that combining provably leaves as sent: every stored key sent, only the
+controller's plain fields or first values of write-once fields changed, the phase kept or moved
+as the table allows with its time sent, the stored conditions in order with any new ones after
+them, derived fields already coherent. The same text as
+`policy::match_conditions::mutate_match_condition`; the chart tests compare the two. Empty (no
+condition, every write combined) when the policy has no controller writer with users or groups,
+or when a key it depends on was removed from the values (the webhook would fall back to its
+built-in default, which this template cannot see).
+*/}}
+{{- define "wfe-admission.mutateMatchCondition" -}}
+{{- $p := .Values.policy }}
+{{- $ph := default dict $p.phase }}
+{{- $cond := default dict $p.conditions }}
+{{- $who := include "wfe-admission.celWho" (default dict (dig "writers" "controller" nil $p)) }}
+{{- if and $who (hasKey $p "fields") (hasKey $p "defaultFieldOwners") (hasKey $p "writeOnce") (hasKey $cond "owners") (hasKey $cond "defaultOwners") (hasKey $ph "terminal") (hasKey $ph "running") }}
 {{- $cf := dig "conditions" "field" "conditions" $p }}
+{{- $pf := dig "phase" "field" "phase" $p }}
 {{- $st := dig "derived" "startTime" "startTime" $p }}
 {{- $ct := dig "derived" "completionTime" "completionTime" $p }}
+{{- $du := dig "derived" "duration" "duration" $p }}
 {{- $fd := dig "derived" "failureDetails" "failureDetails" $p }}
 {{- $fdr := dig "derived" "failureDetailsReason" "reason" $p }}
 {{- $fr := dig "derived" "failureReason" "failureReason" $p }}
-{{- $protected := concat (list (dig "phase" "field" "phase" $p) (dig "blockClearance" "field" "blockClearance" $p) $st $ct (dig "derived" "duration" "duration" $p) $fr) (default list $p.writeOnce) }}
-{{- $may := list }}
+{{- $fixed := list $pf (dig "blockClearance" "field" "blockClearance" $p) $cf }}
+{{- $writeOnce := default list $p.writeOnce | uniq | sortAlpha }}
+{{- $plain := list }}
 {{- range $k, $owners := $p.fields }}
-{{- if and (has "controller" $owners) (not (has $k $protected)) (ne $k $cf) }}
-{{- $may = append $may $k }}
+{{- if and (has "controller" $owners) (not (has $k $fixed)) (not (has $k $writeOnce)) }}
+{{- $plain = append $plain $k }}
 {{- end }}
 {{- end }}
-{{- $keyMay := printf "k in %s" (include "wfe-admission.celList" $may) }}
+{{- $keyPlain := printf "k in %s" (include "wfe-admission.celList" $plain) }}
 {{- if has "controller" $p.defaultFieldOwners }}
-{{- $listed := concat (keys $p.fields) $protected (list $cf) | uniq | sortAlpha }}
-{{- $keyMay = printf "%s || !(k in %s)" $keyMay (include "wfe-admission.celList" $listed) }}
+{{- $listed := concat (keys $p.fields) $fixed $writeOnce | uniq | sortAlpha }}
+{{- $keyPlain = printf "%s || !(k in %s)" $keyPlain (include "wfe-admission.celList" $listed) }}
 {{- end }}
+{{- $first := list }}
+{{- range $k := $writeOnce }}
+{{- if has "controller" (dig $k nil $p.fields | default $p.defaultFieldOwners) }}
+{{- $first = append $first $k }}
+{{- end }}
+{{- end }}
+{{- $new := "object.status" }}
+{{- $old := "(has(oldObject.status) ? oldObject.status : {})" }}
+{{- $pq := include "wfe-admission.celString" $pf }}
+{{- $c := include "wfe-admission.celString" $cf }}
+{{- $keyFirst := printf "(k in %s && (!(k in %s) || type(%s[k]) == null_type))" (include "wfe-admission.celList" $first) $old $old }}
+{{- $keys := printf "%s.all(k, k in %s) && %s.all(k, k == %s || k == %s || (k in %s && type(%s[k]) == type(%s[k]) && %s[k] == %s[k]) || %s || %s)" $old $new $new $pq $c $old $new $old $new $old $keyPlain $keyFirst }}
+{{- $to := printf "%s[%s]" $new $pq }}
+{{- $from := include "wfe-admission.celFromPhase" (list $pf (dig "phase" "initial" "Pending" $p) "oldObject.status") }}
+{{- $table := "" }}
+{{- if has "controller" (dig $pf nil $p.fields | default $p.defaultFieldOwners) }}
+{{- $table = include "wfe-admission.celTableMove" (dict "phase" $ph "owners" "true" "from" $from "to" $to) }}
+{{- end }}
+{{- $stq := include "wfe-admission.celString" $st }}
+{{- $ctq := include "wfe-admission.celString" $ct }}
+{{- $sentStart := printf "(%s in %s && type(%s[%s]) == string)" $stq $new $new $stq }}
+{{- $sentEnd := printf "(%s in %s && type(%s[%s]) == string)" $ctq $new $new $ctq }}
+{{- $phase := printf "(!(%s in %s) || (type(%s) == string && %s == %s))" $pq $new $to $to $from }}
+{{- if $table }}
+{{- $phase = printf "(!(%s in %s) || (type(%s) == string && (%s == %s || (%s && (%s != %s || %s) && (!(%s in %s) || %s)))))" $pq $new $to $to $from $table $to (include "wfe-admission.celString" $ph.running) $sentStart $to (include "wfe-admission.celList" $ph.terminal) $sentEnd }}
+{{- end }}
+{{- $nc := printf "%s[%s]" $new $c }}
+{{- $oc := printf "%s[%s]" $old $c }}
+{{- $oldLen := printf "(%s in %s ? size(%s) : 0)" $c $old $oc }}
 {{- $types := list }}
 {{- range $t, $owners := $cond.owners }}
 {{- if has "controller" $owners }}
@@ -293,22 +410,25 @@ fall back to its built-in default, which this template cannot see).
 {{- if has "controller" $cond.defaultOwners }}
 {{- $typeOwned = printf "%s || !(c['type'] in %s)" $typeOwned (include "wfe-admission.celList" (keys $cond.owners | sortAlpha)) }}
 {{- end }}
-{{- $c := include "wfe-admission.celString" $cf }}
-{{- $nc := printf "object.status[%s]" $c }}
-{{- $oc := printf "oldObject.status[%s]" $c }}
 {{- $o := printf "%s[i]" $oc }}
 {{- $same := list }}
 {{- range $key := list "status" "lastTransitionTime" }}
 {{- $same = append $same (printf "('%s' in c ? '%s' in %s && %s['%s'] == c['%s'] : !('%s' in %s))" $key $key $o $o $key $key $key $o) }}
 {{- end }}
-{{- $entries := printf "%s.all(i, c, type(c) == map && 'type' in c && type(c['type']) == string && (%s == c || (type(%s) == map && 'type' in %s && %s['type'] == c['type'] && %s && %s && (%s))))" $nc $o $o $o $o (index $same 0) (index $same 1) $typeOwned }}
+{{- $entries := printf "%s.all(i, c, type(c) == map && 'type' in c && type(c['type']) == string && (i < %s ? (%s == c || (type(%s) == map && 'type' in %s && %s['type'] == c['type'] && %s && %s && (%s))) : ((%s) && 'lastTransitionTime' in c && type(c['lastTransitionTime']) == string)))" $nc $oldLen $o $o $o $o (index $same 0) (index $same 1) $typeOwned $typeOwned }}
 {{- $unique := printf "%s.all(i, c, %s.all(j, d, j <= i || d['type'] != c['type']))" $nc $nc }}
-{{- $start := include "wfe-admission.celString" $st }}
-{{- $end := include "wfe-admission.celString" $ct }}
+{{- $conditions := printf "(!(%s in %s) || (type(%s) == list && (!(%s in %s) || type(%s) == list) && size(%s) >= %s && %s && %s))" $c $new $nc $c $old $oc $nc $oldLen $entries $unique }}
+{{- $duq := include "wfe-admission.celString" $du }}
+{{- $took := printf "(timestamp(%s[%s]) - timestamp(%s[%s]))" $new $ctq $new $stq }}
+{{- $sent := printf "duration(%s[%s])" $new $duq }}
+{{- $timeRe := include "wfe-admission.celString" "^20([0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|[0-9]{2}-(0[13-9]|1[0-2])-(29|30)|[0-9]{2}-(0[13578]|1[02])-31|(0[048]|[2468][048]|[13579][26])-02-29)T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$" }}
+{{- $durRe := include "wfe-admission.celString" "^([0-9]{1,6}h)?([0-9]{1,2}m)?[0-9]{1,2}s$" }}
+{{- $duration := printf "(!(%s in %s && %s in %s) || (%s && %s[%s].matches(%s) && %s && %s[%s].matches(%s) && (%s in %s && type(%s[%s]) == string) && %s[%s].matches(%s) && %s - %s <= duration('1s') && %s - %s <= duration('1s')))" $stq $new $ctq $new $sentStart $new $stq $timeRe $sentEnd $new $ctq $timeRe $duq $new $new $duq $new $duq $durRe $took $sent $sent $took }}
 {{- $fdq := include "wfe-admission.celString" $fd }}
 {{- $fdrq := include "wfe-admission.celString" $fdr }}
-{{- $frq := include "wfe-admission.celString" $fr -}}
-!(request.operation == 'UPDATE' && ({{ join " || " $who }}) && has(object.status) && type(object.status) == map && has(oldObject.status) && type(oldObject.status) == map && size(object.status) == size(oldObject.status) && object.status.all(k, k in oldObject.status && (k == {{ $c }} || (type(object.status[k]) == type(oldObject.status[k]) && object.status[k] == oldObject.status[k]) || {{ $keyMay }})) && (!({{ $c }} in object.status) || ({{ $c }} in oldObject.status && type({{ $nc }}) == list && type({{ $oc }}) == list && size({{ $nc }}) == size({{ $oc }}) && {{ $entries }} && {{ $unique }})) && !({{ $start }} in object.status && {{ $end }} in object.status) && (!({{ $fdq }} in object.status) || type(object.status[{{ $fdq }}]) != map || !({{ $fdrq }} in object.status[{{ $fdq }}]) || type(object.status[{{ $fdq }}][{{ $fdrq }}]) != string || ({{ $frq }} in object.status && type(object.status[{{ $frq }}]) == string && object.status[{{ $frq }}] == object.status[{{ $fdq }}][{{ $fdrq }}])))
+{{- $frq := include "wfe-admission.celString" $fr }}
+{{- $mirror := printf "(!(%s in %s) || type(%s[%s]) != map || !(%s in %s[%s]) || type(%s[%s][%s]) != string || (%s in %s && type(%s[%s]) == string && %s[%s] == %s[%s][%s]))" $fdq $new $new $fdq $fdrq $new $fdq $new $fdq $fdrq $frq $new $new $frq $new $frq $new $fdq $fdrq -}}
+!(request.operation == 'UPDATE' && ({{ $who }}) && has({{ $new }}) && type({{ $new }}) == map && type({{ $old }}) == map && {{ $keys }} && {{ $phase }} && {{ $conditions }} && {{ $duration }} && {{ $mirror }})
 {{- end }}
 {{- end }}
 

@@ -3,10 +3,15 @@
 //! one for a controller write that combining would leave as sent.
 //!
 //! Both must stay conservative: a skipped call is a rule not applied. Each access is behind a
-//! type check, so that evaluation never errors (an error applies `failurePolicy`, and with `Fail`
-//! refuses the write). The Helm chart renders the same text from its policy values
+//! type check, and times and durations are parsed only in forms that parse (`cel::TIME_RE`,
+//! `cel::DURATION_RE`), so that evaluation never errors (an error applies `failurePolicy`, and
+//! with `Fail` refuses the write). The Helm chart renders the same text from its policy values
 //! (`wfe-admission.validateMatchCondition`, `wfe-admission.mutateMatchCondition`); the chart
 //! tests compare the two.
+
+mod cel;
+
+pub use cel::{DURATION_RE, TIME_RE};
 
 use std::collections::BTreeSet;
 
@@ -20,109 +25,129 @@ pub const VALIDATE_MATCH_CONDITION: &str = "phase-or-block-clearance-may-change"
 pub const MUTATE_MATCH_CONDITION: &str = "status-may-need-combining";
 
 /// The CEL expression under which the API server calls the validating webhook: false only for
-/// an UPDATE that `review::validate` cannot deny, so that the common progress write (same phase,
-/// same clearance) costs no call. It only skips when the new status is absent, or is an object
-/// whose phase is absent or the same string as before and whose clearance is absent or equal
-/// (same JSON type) to the stored one. In every other case, including statuses that are not
-/// objects, it calls. Reads the fields `policy::reads` declares.
+/// an UPDATE that `review::validate` cannot deny. It skips when the new status is absent, or is
+/// an object whose phase
+///
+/// - is absent, or the string `review::validate` reads as the stored phase (no move), or
+/// - a move of the table by a user of a writer that owns the phase, or a move `moves` grants
+///   to the user's writer,
+///
+/// and whose clearance is absent or equal (same JSON type) to the stored one. In every other
+/// case, including statuses that are not objects, it calls. Reads the fields `policy::reads`
+/// declares.
 pub fn validate_match_condition(config: &Config) -> String {
     let reads = ValidateReads::of(config);
-    let phase = cel_string(reads.phase);
-    let clearance = cel_string(reads.clearance);
+    let phase = cel::string(reads.phase);
+    let clearance = cel::string(reads.clearance);
     let (new, old) = ("object.status", "oldObject.status");
+    let from = cel::from_phase(reads.phase, &config.phase.initial, old);
+    let to = format!("{new}[{phase}]");
+    let mut moves = vec![format!("{to} == {from}")];
+    let owners = config
+        .fields
+        .get(reads.phase)
+        .unwrap_or(&config.default_field_owners);
+    if let Some(owners) = cel::any_of(config, owners) {
+        moves.extend(cel::table_move(config, &owners, &from, &to));
+    }
+    moves.extend(cel::granted_move(config, &from, &to));
     let old_is_map = format!("has({old}) && type({old}) == map");
     format!(
         "request.operation == 'UPDATE' && has({new}) && !(type({new}) == map && \
-         (!({phase} in {new}) || (type({new}[{phase}]) == string && {old_is_map} && \
-         {phase} in {old} && type({old}[{phase}]) == string && {new}[{phase}] == {old}[{phase}])) && \
+         (!({phase} in {new}) || (type({to}) == string && ({moves}))) && \
          (!({clearance} in {new}) || ({old_is_map} && {clearance} in {old} && \
-         type({new}[{clearance}]) == type({old}[{clearance}]) && {new}[{clearance}] == {old}[{clearance}])))"
+         type({new}[{clearance}]) == type({old}[{clearance}]) && {new}[{clearance}] == {old}[{clearance}])))",
+        moves = moves.join(" || "),
     )
 }
 
 /// The CEL expression under which the API server calls the mutating webhook: false only for a
 /// write by the controller (an explicit user pattern or group of the `controller` writer) that
-/// `combine` provably returns unchanged, with no warning and no correction:
+/// `combine` provably returns unchanged, with no warning and no correction. The stored status
+/// may be absent (the first status write), and is read as empty then.
 ///
-/// - both statuses are objects with the same keys;
-/// - a key differs only if the controller owns it and it is none of the phase, the conditions,
-///   the clearance, a write-once field or a derived field (ownership, write-once, clearance);
-/// - the conditions are lists of objects with a string `type`, each type once, and each entry is
-///   the stored one at its index, or (for a type the controller owns) has the same type, `status`
-///   and `lastTransitionTime` (present or not) as it (conditions);
-/// - no `completionTime` beside a `startTime` (the duration is then never recomputed), and
-///   `failureReason` already mirrors `failureDetails.reason` (derived fields).
+/// - Every stored key is sent. A sent key is the stored value, or the controller owns it and it
+///   is a plain field, or a write-once field not stored yet (ownership, write-once); the
+///   clearance is the stored one.
+/// - The phase is the stored one, or (when the controller owns the phase) a move of the table;
+///   a move into the running phase sends the start time, into a terminal one the completion
+///   time, so that nothing is stamped.
+/// - Conditions: each type once; the first entries are the stored ones in their order, each the
+///   stored entry or (a type the controller owns) with the same `status` and
+///   `lastTransitionTime`; any further entry is a type the controller owns with its own
+///   `lastTransitionTime`.
+/// - Derived fields: with both times, a duration within a second of their difference (the
+///   times in `metav1.Time`'s form); a `failureReason` that mirrors `failureDetails.reason`.
 ///
-/// The phase being unchanged, no time is stamped. `None` when the policy has no `controller`
-/// writer with users or groups: the mutating webhook is then called for every write.
+/// `None` when the policy has no `controller` writer with users or groups: the mutating webhook
+/// is then called for every write.
 pub fn mutate_match_condition(config: &Config) -> Option<String> {
-    let controller = config.writers.get(CONTROLLER)?;
-    let mut who: Vec<String> = controller
-        .users
-        .iter()
-        .map(|u| {
-            format!(
-                "request.userInfo.username.matches({})",
-                cel_string(&user_regex(u))
-            )
-        })
-        .collect();
-    if !controller.groups.is_empty() {
-        who.push(format!(
-            "request.userInfo.groups.exists(g, g in {})",
-            cel_list(controller.groups.iter())
-        ));
-    }
-    if who.is_empty() {
-        return None;
-    }
+    let who = cel::who(config.writers.get(CONTROLLER)?)?;
     let owned = |owners: &Vec<String>| owners.iter().any(|o| o == CONTROLLER);
+    let owners_of = |k: &str| config.fields.get(k).unwrap_or(&config.default_field_owners);
     let d = &config.derived;
     let conditions = config.conditions.field.as_str();
-    let protected: BTreeSet<&str> = [
-        config.phase.field.as_str(),
+    let phase_field = config.phase.field.as_str();
+    let fixed = [
+        phase_field,
         config.block_clearance.field.as_str(),
-        d.start_time.as_str(),
-        d.completion_time.as_str(),
-        d.duration.as_str(),
-        d.failure_reason.as_str(),
-    ]
-    .into_iter()
-    .chain(config.write_once.iter().map(String::as_str))
-    .collect();
-    let may_differ = config
-        .fields
-        .iter()
-        .filter(|(k, owners)| owned(owners) && !protected.contains(k.as_str()) && *k != conditions)
-        .map(|(k, _)| k);
-    let mut key_may_differ = format!("k in {}", cel_list(may_differ));
+        conditions,
+    ];
+    let write_once: BTreeSet<&str> = config.write_once.iter().map(String::as_str).collect();
+    let plain = config.fields.iter().filter(|(k, owners)| {
+        owned(owners) && !fixed.contains(&k.as_str()) && !write_once.contains(k.as_str())
+    });
+    let mut key_plain = format!("k in {}", cel::list(plain.map(|(k, _)| k)));
     if owned(&config.default_field_owners) {
         let listed: BTreeSet<&str> = config
             .fields
             .keys()
             .map(String::as_str)
-            .chain(protected.iter().copied())
-            .chain([conditions])
+            .chain(fixed)
+            .chain(write_once.iter().copied())
             .collect();
-        key_may_differ = format!("{key_may_differ} || !(k in {})", cel_list(listed));
+        key_plain = format!("{key_plain} || !(k in {})", cel::list(listed));
     }
-    let owned_types = config
-        .conditions
-        .owners
-        .iter()
-        .filter(|(_, owners)| owned(owners))
-        .map(|(t, _)| t);
-    let mut type_owned = format!("c['type'] in {}", cel_list(owned_types));
-    if owned(&config.conditions.default_owners) {
-        type_owned = format!(
-            "{type_owned} || !(c['type'] in {})",
-            cel_list(config.conditions.owners.keys())
-        );
-    }
+    let first_values = write_once.iter().filter(|k| owned(owners_of(k)));
 
-    let (new, old) = ("object.status", "oldObject.status");
-    let c = cel_string(conditions);
+    let new = "object.status";
+    let old = "(has(oldObject.status) ? oldObject.status : {})";
+    let key_first = format!(
+        "(k in {} && (!(k in {old}) || type({old}[k]) == null_type))",
+        cel::list(first_values)
+    );
+    let keys = format!(
+        "{old}.all(k, k in {new}) && {new}.all(k, k == {p} || k == {c} || \
+         (k in {old} && type({new}[k]) == type({old}[k]) && {new}[k] == {old}[k]) || \
+         {key_plain} || {key_first})",
+        p = cel::string(phase_field),
+        c = cel::string(conditions),
+    );
+
+    let p = cel::string(phase_field);
+    let to = format!("{new}[{p}]");
+    let from = cel::from_phase(phase_field, &config.phase.initial, "oldObject.status");
+    let table = owned(owners_of(phase_field))
+        .then(|| cel::table_move(config, "true", &from, &to))
+        .flatten();
+    let (start, completion) = (cel::string(&d.start_time), cel::string(&d.completion_time));
+    let sent_string = |f: &str| format!("({f} in {new} && type({new}[{f}]) == string)");
+    let phase = match table {
+        Some(table) => format!(
+            "(!({p} in {new}) || (type({to}) == string && ({to} == {from} || ({table} && \
+             ({to} != {running} || {sent_start}) && (!({to} in {terminal}) || {sent_end})))))",
+            running = cel::string(&config.phase.running),
+            terminal = cel::list(&config.phase.terminal),
+            sent_start = sent_string(&start),
+            sent_end = sent_string(&completion),
+        ),
+        None => format!("(!({p} in {new}) || (type({to}) == string && {to} == {from}))"),
+    };
+
+    let c = cel::string(conditions);
     let (nc, oc) = (format!("{new}[{c}]"), format!("{old}[{c}]"));
+    let old_len = format!("({c} in {old} ? size({oc}) : 0)");
+    let type_owned = condition_owned(config);
     // Index by index: the stored entry is the same, or (a controller type) differs only in
     // what combining keeps from the writer. `o == c` first: deep equality runs in Go, and
     // most entries of a progress write are unchanged.
@@ -132,71 +157,63 @@ pub fn mutate_match_condition(config: &Config) -> Option<String> {
     };
     let entries = format!(
         "{nc}.all(i, c, type(c) == map && 'type' in c && type(c['type']) == string && \
-         ({o} == c || (type({o}) == map && 'type' in {o} && {o}['type'] == c['type'] && \
-         {status} && {ltt} && ({type_owned}))))",
+         (i < {old_len} ? ({o} == c || (type({o}) == map && 'type' in {o} && {o}['type'] == c['type'] && \
+         {status} && {ltt} && ({type_owned}))) : (({type_owned}) && 'lastTransitionTime' in c && \
+         type(c['lastTransitionTime']) == string)))",
         status = same("status"),
         ltt = same("lastTransitionTime"),
     );
     let unique = format!("{nc}.all(i, c, {nc}.all(j, d, j <= i || d['type'] != c['type']))");
-    let (start, completion) = (cel_string(&d.start_time), cel_string(&d.completion_time));
+    let conditions = format!(
+        "(!({c} in {new}) || (type({nc}) == list && (!({c} in {old}) || type({oc}) == list) && \
+         size({nc}) >= {old_len} && {entries} && {unique}))"
+    );
+
+    let duration = cel::string(&d.duration);
+    let time = |f: &str| format!("timestamp({new}[{f}])");
+    let took = format!("({} - {})", time(&completion), time(&start));
+    let sent = format!("duration({new}[{duration}])");
+    let matches = |f: &str, re: &str| {
+        format!(
+            "{} && {new}[{f}].matches({})",
+            sent_string(f),
+            cel::string(re)
+        )
+    };
+    let duration = format!(
+        "(!({start} in {new} && {completion} in {new}) || ({} && {} && {} && \
+         {took} - {sent} <= duration('1s') && {sent} - {took} <= duration('1s')))",
+        matches(&start, cel::TIME_RE),
+        matches(&completion, cel::TIME_RE),
+        matches(&duration, cel::DURATION_RE),
+    );
     let (fd, fdr, fr) = (
-        cel_string(&d.failure_details),
-        cel_string(&d.failure_details_reason),
-        cel_string(&d.failure_reason),
+        cel::string(&d.failure_details),
+        cel::string(&d.failure_details_reason),
+        cel::string(&d.failure_reason),
+    );
+    let mirror = format!(
+        "(!({fd} in {new}) || type({new}[{fd}]) != map || !({fdr} in {new}[{fd}]) || \
+         type({new}[{fd}][{fdr}]) != string || \
+         ({fr} in {new} && type({new}[{fr}]) == string && {new}[{fr}] == {new}[{fd}][{fdr}]))"
     );
     Some(format!(
-        "!(request.operation == 'UPDATE' && ({who}) && \
-         has({new}) && type({new}) == map && has({old}) && type({old}) == map && \
-         size({new}) == size({old}) && \
-         {new}.all(k, k in {old} && (k == {c} || \
-         (type({new}[k]) == type({old}[k]) && {new}[k] == {old}[k]) || {key_may_differ})) && \
-         (!({c} in {new}) || ({c} in {old} && type({nc}) == list && type({oc}) == list && \
-         size({nc}) == size({oc}) && {entries} && {unique})) && \
-         !({start} in {new} && {completion} in {new}) && \
-         (!({fd} in {new}) || type({new}[{fd}]) != map || !({fdr} in {new}[{fd}]) || \
-         type({new}[{fd}][{fdr}]) != string || \
-         ({fr} in {new} && type({new}[{fr}]) == string && {new}[{fr}] == {new}[{fd}][{fdr}])))",
-        who = who.join(" || "),
+        "!(request.operation == 'UPDATE' && ({who}) && has({new}) && type({new}) == map && \
+         type({old}) == map && {keys} && {phase} && {conditions} && {duration} && {mirror})"
     ))
 }
 
-/// A writer's user pattern as an anchored RE2 expression: `*` matches within one `:` segment.
-fn user_regex(pattern: &str) -> String {
-    format!("^{}$", quote_meta(pattern).replace("\\*", "[^:]*"))
-}
-
-/// Go's `regexp.QuoteMeta` (what the chart's `regexQuoteMeta` calls).
-fn quote_meta(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 2);
-    for ch in s.chars() {
-        if "\\.+*?()|[]{}^$".contains(ch) {
-            out.push('\\');
-        }
-        out.push(ch);
+/// True for a condition `c` whose type the controller owns.
+fn condition_owned(config: &Config) -> String {
+    let owned = |owners: &Vec<String>| owners.iter().any(|o| o == CONTROLLER);
+    let owners = &config.conditions.owners;
+    let types = owners.iter().filter(|(_, o)| owned(o)).map(|(t, _)| t);
+    let mut type_owned = format!("c['type'] in {}", cel::list(types));
+    if owned(&config.conditions.default_owners) {
+        type_owned = format!(
+            "{type_owned} || !(c['type'] in {})",
+            cel::list(owners.keys())
+        );
     }
-    out
-}
-
-/// A CEL list literal of string literals, in the iterator's order.
-fn cel_list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
-    let items: Vec<String> = items.into_iter().map(|s| cel_string(s.as_ref())).collect();
-    format!("[{}]", items.join(", "))
-}
-
-/// A CEL string literal (single-quoted) for a configured name.
-fn cel_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\'' => out.push_str("\\'"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
+    type_owned
 }

@@ -62,14 +62,17 @@ fn without_a_recognisable_controller_every_write_is_combined() {
 #[test]
 fn only_plain_controller_fields_may_differ() {
     let default = mutate(&Config::default());
-    // Not the phase, the clearance, write-once or derived fields; any field nobody is listed
-    // for (the controller is the default owner).
+    // Not the phase, the clearance or write-once fields (derived ones have their own checks);
+    // any field nobody is listed for (the controller is the default owner); a write-once field
+    // not stored yet.
     assert!(
         default.contains(
-            "|| k in ['executionRef', 'executionStatus', 'observedGeneration'] || !(k in \
-             ['blockClearance', 'completionTime', 'conditions', 'deduplicatedBy', 'duration', \
-             'ephemeralCredentialIDs', 'executionRef', 'executionStatus', 'failureDetails', \
-             'failureReason', 'observedGeneration', 'phase', 'startTime'])))"
+            "|| k in ['duration', 'executionRef', 'executionStatus', 'failureReason', \
+             'observedGeneration'] || !(k in ['blockClearance', 'completionTime', 'conditions', \
+             'deduplicatedBy', 'duration', 'ephemeralCredentialIDs', 'executionRef', \
+             'executionStatus', 'failureDetails', 'failureReason', 'observedGeneration', 'phase', \
+             'startTime']) || (k in ['completionTime', 'deduplicatedBy', 'failureDetails', \
+             'startTime'] && "
         ),
         "{default}"
     );
@@ -93,10 +96,110 @@ fn only_plain_controller_fields_may_differ() {
     let custom = mutate(&config);
     assert!(
         custom.contains(
-            "|| k in ['deduplicatedBy', 'executionRef', 'executionStatus', 'failureDetails', \
-             'observedGeneration'])) && "
+            "|| k in ['completionTime', 'deduplicatedBy', 'duration', 'executionRef', \
+             'executionStatus', 'failureDetails', 'failureReason', 'observedGeneration', \
+             'startTime'] || (k in [] && "
         ),
         "{custom}"
     );
     assert!(!custom.contains("!(c['type'] in"), "{custom}");
+}
+
+#[test]
+fn legal_moves_follow_the_table_and_each_writers_moves() {
+    let default = validate_match_condition(&Config::default());
+    // The controller owns the phase: the table's moves; the orchestrator: its one move.
+    assert!(
+        default.contains(
+            "in {'Pending': ['Running', 'Failed'], 'Running': ['Completed', 'Failed']} && \
+             object.status['phase'] in {'Pending': ['Running', 'Failed'], 'Running': \
+             ['Completed', 'Failed']}["
+        ),
+        "{default}"
+    );
+    assert!(
+        default.contains(
+            "((request.userInfo.username.matches(\
+             '^system:serviceaccount:[^:]*:remediationorchestrator-controller$')) && "
+        ),
+        "{default}"
+    );
+    assert!(
+        default.contains("in ['Pending', 'Running'] && object.status['phase'] == 'Failed')"),
+        "{default}"
+    );
+    // Nobody to recognise, no moves: only an unchanged phase is skipped.
+    let mut config = Config::default();
+    config.moves.clear();
+    config
+        .fields
+        .insert("phase".into(), vec!["operator".into()]);
+    let nobody = validate_match_condition(&config);
+    assert!(!nobody.contains("in {'Pending'"), "{nobody}");
+    assert!(!nobody.contains("matches("), "{nobody}");
+    // The mutating condition moves the phase only for the controller, with its times sent.
+    let mutate = mutate(&Config::default());
+    assert!(
+        mutate.contains(
+            "&& (object.status['phase'] != 'Running' || ('startTime' in object.status && \
+             type(object.status['startTime']) == string)) && (!(object.status['phase'] in \
+             ['Completed', 'Failed']) || ('completionTime' in object.status && \
+             type(object.status['completionTime']) == string))"
+        ),
+        "{mutate}"
+    );
+    assert!(!mutate.contains("remediationorchestrator"), "{mutate}");
+}
+
+#[test]
+fn times_are_parsed_only_in_forms_that_parse() {
+    use crate::policy::match_conditions::{DURATION_RE, TIME_RE};
+    use crate::policy::time;
+    let time_re = regex::Regex::new(TIME_RE).expect("RE2-compatible");
+    // Every day of every month of the century the pattern admits, and the days after each
+    // month's last: the pattern matches exactly the dates that exist.
+    for year in 2000..2100 {
+        for month in 1..=12 {
+            for day in 1..=31 {
+                let text = format!("{year}-{month:02}-{day:02}T23:59:59Z");
+                let exists = jiff::civil::Date::new(year, month, day).is_ok();
+                assert_eq!(time_re.is_match(&text), exists, "{text}");
+                if exists {
+                    assert!(time::parse(&text).is_some(), "{text}");
+                }
+            }
+        }
+    }
+    for text in [
+        "1999-12-31T23:59:59Z",
+        "2100-01-01T00:00:00Z",
+        "2026-12-03T24:00:00Z",
+        "2026-12-03T05:60:00Z",
+        "2026-12-03T05:00:60Z",
+        "2026-12-03T05:00:00.5Z",
+        "2026-12-03T05:00:00+01:00",
+        "2026-12-03t05:00:00z",
+        " 2026-12-03T05:00:00Z",
+    ] {
+        assert!(!time_re.is_match(text), "{text}");
+    }
+    // Durations: whatever matches reads as Go reads it, whole seconds.
+    let duration_re = regex::Regex::new(DURATION_RE).expect("RE2-compatible");
+    for (text, secs) in [
+        ("0s", 0),
+        ("4s", 4),
+        ("1m4s", 64),
+        ("2h0m5s", 7205),
+        ("59m59s", 3599),
+    ] {
+        assert!(duration_re.is_match(text), "{text}");
+        assert_eq!(
+            time::parse_go_duration(text),
+            Some(secs * 1_000_000_000),
+            "{text}"
+        );
+    }
+    for text in ["", "4", "1.5s", "-3s", "250ms", "1h", "1m", "4s ", "1d4s"] {
+        assert!(!duration_re.is_match(text), "{text}");
+    }
 }

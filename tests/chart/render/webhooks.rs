@@ -249,6 +249,29 @@ pub(super) fn validating_webhook_skips_only_undeniable_updates(ctx: &mut Ctx) {
         json!([validating_condition()]),
         "the chart must render the same condition as policy::match_conditions::validate_match_condition"
     );
+    // From the policy values: the phase's owners, the table, each writer's moves.
+    for values in [
+        json!({"policy": {
+            "writers": {"releaser": {"users": ["system:serviceaccount:*:releaser"], "groups": ["rel"]}},
+            "fields": {"phase": ["controller", "releaser"]},
+            "phase": {"terminal": ["Completed"], "transitions": {"Pending": ["Running"], "Running": ["Completed", "Failed"], "Failed": ["Pending"]}},
+            "moves": {"releaser": [{"from": ["Failed"], "to": "Pending", "fields": []}], "orchestrator": null},
+        }}),
+        json!({"policy": {"fields": {"phase": ["operator"]}, "moves": {"orchestrator": null}}}),
+    ] {
+        let m = render(ctx, &values);
+        let expected = match_conditions::validate_match_condition(&policy_config(&m));
+        assert_eq!(
+            the_webhook(m.one("ValidatingWebhookConfiguration"))["matchConditions"][0]["expression"],
+            json!(expected),
+            "{values}"
+        );
+        assert_ne!(
+            json!(expected),
+            validating_condition()["expression"],
+            "{values}"
+        );
+    }
     // Off: every status update reaches /validate again; the mutating webhook never had it.
     let m = render(
         ctx,

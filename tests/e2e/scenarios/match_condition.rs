@@ -1,6 +1,7 @@
 //! The validating webhook's built-in match condition (`validate_match_condition`, as the chart
-//! installs it): a progress write that keeps the phase and the block clearance never
-//! reaches /validate, while every move and every clearance still does and is still judged.
+//! installs it): a write that keeps the block clearance and keeps the phase, or moves it as the
+//! table allows its owner or `moves` allows its writer, never reaches /validate; every other
+//! move and every clearance still does and is still judged.
 
 use std::sync::Arc;
 
@@ -91,13 +92,45 @@ pub async fn validate_only_when_it_may_deny(ctx: Arc<Ctx>) -> Result<()> {
         "only controller may change the phase",
     )
     .await?;
+    // A move the table allows, by the phase's owner, cannot be denied: no call. The mutating
+    // webhook still stamps its time.
     let (moved, _, v) = counted(
         &ctx,
         merge_status(&ctl, &name, json!({"phase": "Completed"})),
     )
     .await;
-    moved.context("Running → Completed")?;
-    ensure!(v >= 1, "a legal move did not reach /validate");
+    let moved = moved.context("Running → Completed")?;
+    ensure!(v == 0, "a legal move reached /validate {v} times");
+    let stored = &moved.data["status"];
+    ensure!(
+        stored["phase"] == "Completed" && stored["completionTime"].is_string(),
+        "Running → Completed: {stored}"
+    );
+
+    // The orchestrator's one move is skipped too; any other move of its reaches /validate.
+    let orchestrator = ctx.orchestrator();
+    let child = ctx.create_in("match-cascade", &["Running"]).await?;
+    denied_by_validate(
+        &ctx,
+        merge_status(&orchestrator, &child, json!({"phase": "Completed"})),
+        "the orchestrator's Running → Completed",
+        "orchestrator may only move Pending, Running → Failed",
+    )
+    .await?;
+    let (cascaded, _, v) = counted(
+        &ctx,
+        merge_status(
+            &orchestrator,
+            &child,
+            json!({"phase": "Failed", "failureReason": "ParentCancelled"}),
+        ),
+    )
+    .await;
+    cascaded.context("the orchestrator's Running → Failed")?;
+    ensure!(
+        v == 0,
+        "the orchestrator's cascade reached /validate {v} times"
+    );
 
     // A clearance (attributed by /mutate) changes blockClearance: validated; repeating the
     // stored one does not.

@@ -204,6 +204,9 @@ impl Ctx {
     pub fn operator(&self) -> Api<DynamicObject> {
         cluster::wfe_api(&self.clients.operator, NS)
     }
+    pub fn orchestrator(&self) -> Api<DynamicObject> {
+        cluster::wfe_api(&self.clients.orchestrator, NS)
+    }
 
     /// Creates a WorkflowExecution in the scenarios' namespace.
     pub async fn create(&self, prefix: &str) -> Result<String> {

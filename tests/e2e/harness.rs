@@ -23,7 +23,11 @@ const PROBE_PENDING: &str = "probe-pending";
 /// User names the API server authenticates for each identity.
 pub struct Users {
     pub controller: String,
+    pub executor: String,
     pub operator: String,
+    pub orchestrator: String,
+    /// kubernaut's controller, whose executors write as it.
+    pub kubernaut: String,
 }
 
 /// What every scenario gets.
@@ -202,7 +206,10 @@ async fn setup(plane: &ControlPlane) -> Result<Ctx> {
     };
     let users = Users {
         controller: plane.var("WFE_USER_CONTROLLER")?.to_string(),
+        executor: plane.var("WFE_USER_EXECUTOR")?.to_string(),
         operator: plane.var("WFE_USER_OPERATOR")?.to_string(),
+        orchestrator: plane.var("WFE_USER_ORCHESTRATOR")?.to_string(),
+        kubernaut: plane.var("WFE_USER_KUBERNAUT")?.to_string(),
     };
     cluster::create_namespace(&clients.admin, NS).await?;
     cluster::install_crd(&clients.admin).await?;

@@ -15,6 +15,9 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
 
+use wfe_admission::policy::combine::combine;
+
+use super::match_condition::counted;
 use crate::cluster::{self, status_of};
 use crate::harness::{Ctx, NS};
 
@@ -33,11 +36,26 @@ struct Row {
     to: String,
     verdict: String,
     changed: Vec<String>,
+    /// Calls of /mutate and /validate the write made (the last attempt's).
+    calls: (u64, u64),
 }
 
 pub async fn real_writes(ctx: Arc<Ctx>) -> Result<()> {
     let rows = replay_all(&ctx, Denials::Ours).await?;
     print_table(&rows);
+    // The match conditions on the real mix: the controller's writes allowed as sent.
+    let mix: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.writer == Who::Controller && r.verdict.starts_with("allowed"))
+        .filter(|r| r.changed.is_empty())
+        .collect();
+    let reached = |f: fn(&Row) -> u64| mix.iter().filter(|r| f(r) > 0).count();
+    println!(
+        "    the controller's {} writes allowed as sent: {} reached /mutate, {} reached /validate",
+        mix.len(),
+        reached(|r| r.calls.0),
+        reached(|r| r.calls.1)
+    );
     Ok(())
 }
 
@@ -71,9 +89,9 @@ async fn replay_all(ctx: &Ctx, denials: Denials) -> Result<Vec<Row>> {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "    | lifecycle | write | writer | verb | from → to | verdict | changed by the webhook |"
+        "    | lifecycle | write | writer | verb | from → to | verdict | changed by the webhook | calls (mutate, validate) |"
     );
-    println!("    |---|---|---|---|---|---|---|");
+    println!("    |---|---|---|---|---|---|---|---|");
     for r in rows {
         let changed = if r.changed.is_empty() {
             "nothing".to_string()
@@ -81,14 +99,16 @@ fn print_table(rows: &[Row]) {
             r.changed.join(", ")
         };
         println!(
-            "    | {} | {} | {} | {} | {} → {} | {} | {changed} |",
+            "    | {} | {} | {} | {} | {} → {} | {} | {changed} | {}, {} |",
             r.lifecycle,
             r.what,
             r.writer.as_str(),
             r.via.as_str(),
             shown(&r.from),
             shown(&r.to),
-            r.verdict
+            r.verdict,
+            r.calls.0,
+            r.calls.1
         );
     }
     let denied = rows
@@ -139,28 +159,31 @@ async fn align(w: &Write) {
 async fn replay(ctx: &Ctx, name: &str, w: &Write, denials: Denials) -> Result<Row> {
     let api = api(ctx, w.writer);
     let mut attempts = 0;
-    let (before, sent, result) = loop {
+    let (before, sent, result, calls) = loop {
         attempts += 1;
         let mut object = api.get_status(name).await?;
         let before = status_of(&object);
         align(w).await;
         let now = Timestamp::now();
         let sent = w.sent(&before, now);
-        let result = match w.via {
-            Via::Put => {
-                object.data["status"] = Value::Object(w.body(&before, now));
-                api.replace_status(name, &PostParams::default(), &object)
-                    .await
-            }
-            Via::Merge => {
-                let patch = json!({"status": Value::Object(w.body(&before, now))});
-                api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
-                    .await
+        let write = async {
+            match w.via {
+                Via::Put => {
+                    object.data["status"] = Value::Object(w.body(&before, now));
+                    api.replace_status(name, &PostParams::default(), &object)
+                        .await
+                }
+                Via::Merge => {
+                    let patch = json!({"status": Value::Object(w.body(&before, now))});
+                    api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await
+                }
             }
         };
+        let (result, m, v) = counted(ctx, write).await;
         match result {
             Err(KubeError::Api(e)) if e.code == 409 && attempts < 5 => continue,
-            other => break (before, sent, other),
+            other => break (before, sent, other, (m, v)),
         }
     };
     let from = phase(&before);
@@ -188,10 +211,14 @@ async fn replay(ctx: &Ctx, name: &str, w: &Write, denials: Denials) -> Result<Ro
                 from,
                 verdict: format!("denied ({reason})"),
                 changed: Vec::new(),
+                calls,
             })
         }
         (None, Ok(stored)) => {
             let stored = status_of(&stored);
+            if calls.0 == 0 {
+                skipped_is_kept(ctx, w, &before, &stored)?;
+            }
             let changed = writes::changed(&sent, &stored);
             ensure!(
                 changed == w.expect.changed,
@@ -211,10 +238,43 @@ async fn replay(ctx: &Ctx, name: &str, w: &Write, denials: Denials) -> Result<Ro
                     "allowed".into()
                 },
                 changed,
+                calls,
             })
         }
         (expected, got) => bail!("expected {expected:?}, got {got:?}"),
     }
+}
+
+/// A write the API server let past /mutate must be one that combining leaves as sent, with
+/// nothing to say (the proof `mutate_condition` makes on random writes, here on real ones).
+fn skipped_is_kept(
+    ctx: &Ctx,
+    w: &Write,
+    before: &cluster::Status,
+    stored: &cluster::Status,
+) -> Result<()> {
+    let policy = ctx.webhook.policy.load();
+    let user = match w.writer {
+        Who::Controller => &ctx.users.kubernaut,
+        Who::Orchestrator => &ctx.users.orchestrator,
+        Who::Operator => &ctx.users.operator,
+    };
+    let combined = combine(
+        &policy,
+        Some(before),
+        Some(stored),
+        policy.writer(user, &[]),
+        Timestamp::now(),
+    );
+    ensure!(
+        combined.status == *stored
+            && combined.warnings.is_empty()
+            && combined.corrections.is_empty()
+            && combined.denial.is_none(),
+        "skipped /mutate, but combining would have changed it: stored before {before:?}, \
+         after {stored:?}, combined {combined:?}"
+    );
+    Ok(())
 }
 
 fn phase(status: &cluster::Status) -> String {

@@ -17,10 +17,13 @@ use jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::core::DynamicObject;
+use kube::core::admission::AdmissionReview;
 use serde_json::{Value, json};
 use wfe_admission::policy::combine::combine;
+use wfe_admission::policy::review::{Decision, validate};
 use wfe_admission::policy::time;
 use wfe_bench::e2e::{Scrapes, apiserver_metrics};
+use wfe_bench::fixtures::status_update_review;
 
 use super::match_condition::counted;
 use super::{CLEAR_REASON, failure_details};
@@ -127,12 +130,18 @@ async fn stored_objects(ctx: &Ctx) -> Result<Vec<String>> {
         json!({"blockClearance": {"clearReason": CLEAR_REASON, "clearMethod": "StatusField"}}),
     )
     .await?;
-    Ok(vec![running, failed, completed, cleared])
+    // No status yet (the first write of a lifecycle), and Pending (after a cooldown write).
+    let new = ctx.create_in("skip-new", &[]).await?;
+    let pending = ctx.create_in("skip-pending", &["Pending"]).await?;
+    Ok(vec![running, failed, completed, cleared, new, pending])
 }
 
 /// Changes a controller makes on every progress report, which combining keeps as sent.
 const BENIGN: &[usize] = &[0, 1, 2, 3, 4, 5];
-const CHANGES: usize = 27;
+const CHANGES: usize = 30;
+/// What kubernaut's controller sends besides progress: a move with its times, an appended
+/// condition, a duration rounded from its own clock.
+const KUBERNAUT: &[usize] = &[27, 28, 29];
 
 /// Sets `key`; returns its name.
 fn set(s: &mut Status, key: &'static str, value: Value) -> &'static str {
@@ -271,19 +280,89 @@ fn change(s: &mut Status, which: usize, rng: &mut Rng) -> String {
             condition(&mut |c| *c = broken.clone());
             "a condition not an object with a string type"
         }
-        _ => {
+        26 => {
             s.insert("executionStatus".into(), json!(*rng.pick(&["text", "1"])));
             "executionStatus of another type"
+        }
+        27 => {
+            // What kubernaut's controller sends with a move: the time the move needs, and a
+            // duration rounded from a sub-second clock, or (now and then) not.
+            let now = Timestamp::now();
+            let stamp = json!(time::format(now));
+            let from = s
+                .get("phase")
+                .and_then(Value::as_str)
+                .unwrap_or("Pending")
+                .to_string();
+            let to = match from.as_str() {
+                "Pending" => *rng.pick(&["Running", "Failed"]),
+                "Running" => *rng.pick(&["Completed", "Failed"]),
+                other => other,
+            }
+            .to_string();
+            s.insert("phase".into(), json!(to));
+            if to == "Running" {
+                s.insert("startTime".into(), stamp.clone());
+            }
+            if to == "Completed" || to == "Failed" {
+                s.insert("completionTime".into(), stamp);
+                coherent_duration(s, rng.below(5) as i64 - 2);
+            }
+            "a move with its times"
+        }
+        28 => {
+            let t = *rng.pick(&[
+                "ExecutionComplete",
+                "AuditRecorded",
+                "TokenTTLInsufficient",
+                "NewProbe",
+                "AdmissionRejected",
+            ]);
+            let ltt = (!n.is_multiple_of(4)).then(|| json!(time::format(Timestamp::now())));
+            if let Some(Value::Array(list)) = s.get_mut("conditions") {
+                let mut c =
+                    json!({"type": t, "status": "True", "reason": "Added", "message": "appended"});
+                if let Some(ltt) = ltt {
+                    c["lastTransitionTime"] = ltt;
+                }
+                list.push(c);
+            } else {
+                s.insert(
+                    "conditions".into(),
+                    json!([{"type": t, "status": "True", "reason": "Added", "message": "first"}]),
+                );
+            }
+            "a condition appended"
+        }
+        _ => {
+            coherent_duration(s, rng.below(5) as i64 - 2);
+            "a duration off by up to 2 s"
         }
     };
     what.to_string()
 }
 
+/// Sets the duration to completionTime − startTime plus `off` seconds, in Go's syntax.
+fn coherent_duration(s: &mut Status, off: i64) {
+    let time_of = |f: &str| s.get(f).and_then(Value::as_str).and_then(time::parse);
+    let times = (time_of("startTime"), time_of("completionTime"));
+    if let (Some(start), Some(end)) = times {
+        let nanos = end.as_nanosecond() - start.as_nanosecond() + i128::from(off) * 1_000_000_000;
+        let nanos = i64::try_from(nanos).unwrap_or(0);
+        s.insert("duration".into(), json!(time::format_go_duration(nanos)));
+    }
+}
+
 #[derive(Debug, Default)]
 struct Tally {
     skipped: usize,
+    /// Skipped writes that moved the phase, or appended a condition.
+    skipped_moves: usize,
+    skipped_appends: usize,
     skipped_refused: usize,
     called: usize,
+    /// Admitted writes the API server did not send to /validate.
+    validate_skipped: usize,
 }
 
 /// A PUT of `name`'s status through `api` after `change`: the stored status, and whether the
@@ -366,10 +445,15 @@ async fn random_writes(ctx: &Ctx, objects: &[(&str, &str)]) -> Result<()> {
     let mut rng = Rng(seed);
     let policy = ctx.webhook.policy.load();
     let controller = policy.writer(&ctx.users.controller, &[]);
-    let writers: [(&str, &Client); 3] = [
-        ("controller", &ctx.clients.controller),
-        ("executor", &ctx.clients.executor),
-        ("operator", &ctx.clients.operator),
+    let writers: [(&str, &str, &Client); 4] = [
+        ("controller", &ctx.users.controller, &ctx.clients.controller),
+        ("executor", &ctx.users.executor, &ctx.clients.executor),
+        ("operator", &ctx.users.operator, &ctx.clients.operator),
+        (
+            "orchestrator",
+            &ctx.users.orchestrator,
+            &ctx.clients.orchestrator,
+        ),
     ];
     let dry_run = PostParams {
         dry_run: true,
@@ -386,28 +470,49 @@ async fn random_writes(ctx: &Ctx, objects: &[(&str, &str)]) -> Result<()> {
     for i in 0..WRITES {
         let (group, object) = rng.pick(&stored).clone();
         // Mostly the controller, whose writes the condition may skip.
-        let writer = if rng.below(10) < 8 {
+        let writer = if rng.below(10) < 7 {
             0
         } else {
-            1 + rng.below(2)
+            1 + rng.below(3)
         };
-        let (who, client) = writers[writer];
+        let (who, user, client) = writers[writer];
         let api = wfe_api_in(client, NS, group);
         let mut status = status_of(&object);
         let mut done = Vec::new();
         for _ in 0..rng.below(4) {
-            let which = if rng.below(2) == 0 {
-                *rng.pick(BENIGN)
-            } else {
-                rng.below(CHANGES)
+            let which = match rng.below(3) {
+                0 => *rng.pick(BENIGN),
+                1 => *rng.pick(KUBERNAUT),
+                _ => rng.below(CHANGES),
             };
             done.push(change(&mut status, which, &mut rng));
         }
         let mut sent = object.clone();
         sent.data["status"] = Value::Object(status);
         let name = object.metadata.name.clone().unwrap_or_default();
-        let (answer, m, _) = counted(ctx, api.replace_status(&name, &dry_run, &sent)).await;
+        let (answer, m, v) = counted(ctx, api.replace_status(&name, &dry_run, &sent)).await;
         let what = || format!("seed {seed}, write {i} by the {who} to {group} {name} ({done:?})");
+        if v == 0
+            && let Ok(written) = &answer
+        {
+            // Let past /validate: the verdict had to be an allow.
+            tally.validate_skipped += 1;
+            let review = status_update_review(
+                "random",
+                json!({"username": user}),
+                serde_json::to_value(&object)?,
+                serde_json::to_value(written)?,
+            );
+            let review: AdmissionReview<DynamicObject> = serde_json::from_value(review)?;
+            let request = review.try_into().context("an AdmissionRequest")?;
+            let verdict = validate(&policy, &request);
+            ensure!(
+                matches!(verdict.decision, Decision::Allow),
+                "{}: skipped /validate, but it answers {:?}",
+                what(),
+                verdict.decision
+            );
+        }
         if m > 0 {
             tally.called += 1;
             continue;
@@ -419,6 +524,9 @@ async fn random_writes(ctx: &Ctx, objects: &[(&str, &str)]) -> Result<()> {
             continue;
         };
         tally.skipped += 1;
+        let did = |what: &str| done.iter().any(|d| d == what);
+        tally.skipped_moves += usize::from(did("a move with its times"));
+        tally.skipped_appends += usize::from(did("a condition appended"));
         let (old, new) = (status_of(&object), status_of(&written));
         let combined = combine(
             &policy,
@@ -460,6 +568,11 @@ async fn random_writes(ctx: &Ctx, objects: &[(&str, &str)]) -> Result<()> {
         tally.skipped >= WRITES / 10 && tally.called >= WRITES / 10,
         "seed {seed}: {tally:?}"
     );
+    ensure!(
+        tally.skipped_moves > 0 && tally.skipped_appends > 0,
+        "seed {seed}: no move or no appended condition was skipped: {tally:?}"
+    );
+    ensure!(tally.validate_skipped > 0, "seed {seed}: {tally:?}");
     ensure!(
         exclusions >= (tally.skipped + tally.skipped_refused) as f64,
         "seed {seed}: the API server counted {exclusions} exclusions for {tally:?}"

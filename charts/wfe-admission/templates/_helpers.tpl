@@ -350,6 +350,22 @@ built-in default, which this template cannot see).
 {{- $cond := default dict $p.conditions }}
 {{- $who := include "wfe-admission.celWho" (default dict (dig "writers" "controller" nil $p)) }}
 {{- if and $who (hasKey $p "fields") (hasKey $p "defaultFieldOwners") (hasKey $p "writeOnce") (hasKey $cond "owners") (hasKey $cond "defaultOwners") (hasKey $ph "terminal") (hasKey $ph "running") }}
+{{- $pf := dig "phase" "field" "phase" $p }}
+{{- $initial := dig "phase" "initial" "Pending" $p }}
+{{- $stored := include "wfe-admission.mutateBody" (dict "p" $p "old" "oldObject.status" "from" (include "wfe-admission.celFromPhase" (list $pf $initial "oldObject.status"))) }}
+{{- $none := include "wfe-admission.mutateBody" (dict "p" $p "old" "{}" "from" (include "wfe-admission.celString" $initial)) -}}
+!(request.operation == 'UPDATE' && ({{ $who }}) && has(object.status) && type(object.status) == map && (has(oldObject.status) ? {{ $stored }} : {{ $none }}))
+{{- end }}
+{{- end }}
+
+{{/* The mutating condition's checks against a stored status; (dict "p" policy "old" "from").
+`match_conditions::mutate_body`. */}}
+{{- define "wfe-admission.mutateBody" -}}
+{{- $p := .p }}
+{{- $ph := default dict $p.phase }}
+{{- $cond := default dict $p.conditions }}
+{{- $old := .old }}
+{{- $from := .from }}
 {{- $cf := dig "conditions" "field" "conditions" $p }}
 {{- $pf := dig "phase" "field" "phase" $p }}
 {{- $st := dig "derived" "startTime" "startTime" $p }}
@@ -378,13 +394,11 @@ built-in default, which this template cannot see).
 {{- end }}
 {{- end }}
 {{- $new := "object.status" }}
-{{- $old := "(has(oldObject.status) ? oldObject.status : {})" }}
 {{- $pq := include "wfe-admission.celString" $pf }}
 {{- $c := include "wfe-admission.celString" $cf }}
 {{- $keyFirst := printf "(k in %s && (!(k in %s) || type(%s[k]) == null_type))" (include "wfe-admission.celList" $first) $old $old }}
-{{- $keys := printf "%s.all(k, k in %s) && %s.all(k, k == %s || k == %s || (k in %s && type(%s[k]) == type(%s[k]) && %s[k] == %s[k]) || %s || %s)" $old $new $new $pq $c $old $new $old $new $old $keyPlain $keyFirst }}
+{{- $keys := printf "%s.all(k, k in %s) && %s.all(k, k == %s || k == %s || %s || (k in %s && type(%s[k]) == type(%s[k]) && %s[k] == %s[k]) || %s)" $old $new $new $pq $c $keyPlain $old $new $old $new $old $keyFirst }}
 {{- $to := printf "%s[%s]" $new $pq }}
-{{- $from := include "wfe-admission.celFromPhase" (list $pf (dig "phase" "initial" "Pending" $p) "oldObject.status") }}
 {{- $table := "" }}
 {{- if has "controller" (dig $pf nil $p.fields | default $p.defaultFieldOwners) }}
 {{- $table = include "wfe-admission.celTableMove" (dict "phase" $ph "owners" "true" "from" $from "to" $to) }}
@@ -428,8 +442,7 @@ built-in default, which this template cannot see).
 {{- $fdrq := include "wfe-admission.celString" $fdr }}
 {{- $frq := include "wfe-admission.celString" $fr }}
 {{- $mirror := printf "(!(%s in %s) || type(%s[%s]) != map || !(%s in %s[%s]) || type(%s[%s][%s]) != string || (%s in %s && type(%s[%s]) == string && %s[%s] == %s[%s][%s]))" $fdq $new $new $fdq $fdrq $new $fdq $new $fdq $fdrq $frq $new $new $frq $new $frq $new $fdq $fdrq -}}
-!(request.operation == 'UPDATE' && ({{ $who }}) && has({{ $new }}) && type({{ $new }}) == map && type({{ $old }}) == map && {{ $keys }} && {{ $phase }} && {{ $conditions }} && {{ $duration }} && {{ $mirror }})
-{{- end }}
+(type({{ $old }}) == map && {{ $keys }} && {{ $phase }} && {{ $conditions }} && {{ $duration }} && {{ $mirror }})
 {{- end }}
 
 {{/*

@@ -83,6 +83,27 @@ pub fn validate_match_condition(config: &Config) -> String {
 /// is then called for every write.
 pub fn mutate_match_condition(config: &Config) -> Option<String> {
     let who = cel::who(config.writers.get(CONTROLLER)?)?;
+    let new = "object.status";
+    // One body per shape of the stored status, so that neither reads it through a ternary at
+    // every access: the stored object, or none yet (read as an empty one).
+    let stored = cel::from_phase(
+        &config.phase.field,
+        &config.phase.initial,
+        "oldObject.status",
+    );
+    let first = cel::string(&config.phase.initial);
+    Some(format!(
+        "!(request.operation == 'UPDATE' && ({who}) && has({new}) && type({new}) == map && \
+         (has(oldObject.status) ? {} : {}))",
+        mutate_body(config, "oldObject.status", &stored),
+        mutate_body(config, "{}", &first),
+    ))
+}
+
+/// The mutating condition's checks against the stored status `old` (an object, or `{}`),
+/// whose phase as /validate reads it is `from`.
+fn mutate_body(config: &Config, old: &str, from: &str) -> String {
+    let new = "object.status";
     let owned = |owners: &Vec<String>| owners.iter().any(|o| o == CONTROLLER);
     let owners_of = |k: &str| config.fields.get(k).unwrap_or(&config.default_field_owners);
     let d = &config.derived;
@@ -109,26 +130,22 @@ pub fn mutate_match_condition(config: &Config) -> Option<String> {
         key_plain = format!("{key_plain} || !(k in {})", cel::list(listed));
     }
     let first_values = write_once.iter().filter(|k| owned(owners_of(k)));
-
-    let new = "object.status";
-    let old = "(has(oldObject.status) ? oldObject.status : {})";
     let key_first = format!(
         "(k in {} && (!(k in {old}) || type({old}[k]) == null_type))",
         cel::list(first_values)
     );
+    // The cheap list lookups before the deep comparison.
     let keys = format!(
-        "{old}.all(k, k in {new}) && {new}.all(k, k == {p} || k == {c} || \
-         (k in {old} && type({new}[k]) == type({old}[k]) && {new}[k] == {old}[k]) || \
-         {key_plain} || {key_first})",
+        "{old}.all(k, k in {new}) && {new}.all(k, k == {p} || k == {c} || {key_plain} || \
+         (k in {old} && type({new}[k]) == type({old}[k]) && {new}[k] == {old}[k]) || {key_first})",
         p = cel::string(phase_field),
         c = cel::string(conditions),
     );
 
     let p = cel::string(phase_field);
     let to = format!("{new}[{p}]");
-    let from = cel::from_phase(phase_field, &config.phase.initial, "oldObject.status");
     let table = owned(owners_of(phase_field))
-        .then(|| cel::table_move(config, "true", &from, &to))
+        .then(|| cel::table_move(config, "true", from, &to))
         .flatten();
     let (start, completion) = (cel::string(&d.start_time), cel::string(&d.completion_time));
     let sent_string = |f: &str| format!("({f} in {new} && type({new}[{f}]) == string)");
@@ -197,10 +214,7 @@ pub fn mutate_match_condition(config: &Config) -> Option<String> {
          type({new}[{fd}][{fdr}]) != string || \
          ({fr} in {new} && type({new}[{fr}]) == string && {new}[{fr}] == {new}[{fd}][{fdr}]))"
     );
-    Some(format!(
-        "!(request.operation == 'UPDATE' && ({who}) && has({new}) && type({new}) == map && \
-         type({old}) == map && {keys} && {phase} && {conditions} && {duration} && {mirror})"
-    ))
+    format!("(type({old}) == map && {keys} && {phase} && {conditions} && {duration} && {mirror})")
 }
 
 /// True for a condition `c` whose type the controller owns.

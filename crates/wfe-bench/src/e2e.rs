@@ -370,6 +370,23 @@ pub fn real_mix(repo: &Path) -> anyhow::Result<Vec<Vec<kubernaut_writes::Write>>
     Ok(mix)
 }
 
+/// The real mix offline: each write as (the status before, or none yet; the status it sends),
+/// each lifecycle from a new object, each write stored as sent.
+pub fn real_mix_pairs(repo: &Path) -> anyhow::Result<Vec<(Option<Value>, Value)>> {
+    let start = jiff::Timestamp::now();
+    let mut pairs = Vec::new();
+    for lifecycle in real_mix(repo)? {
+        let mut stored: Option<serde_json::Map<String, Value>> = None;
+        for w in &lifecycle {
+            let before = stored.clone().unwrap_or_default();
+            let sent = w.sent(&before, w.clock(start));
+            pairs.push((stored.map(Value::Object), Value::Object(sent.clone())));
+            stored = Some(sent);
+        }
+    }
+    Ok(pairs)
+}
+
 /// Latencies of one replay in nanoseconds: each write's, and the lifecycle's (their sum).
 pub struct Replayed {
     pub writes: Vec<u64>,

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod celcost;
 pub mod control_plane;
 pub mod cpu;
 pub mod e2e;
@@ -324,6 +325,11 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
                 report.e2e_skipped = Some(format!("{e:#}"));
             }
         }
+    }
+    if status_done {
+        eprintln!("wfe-bench: the match conditions' CEL cost in kube-apiserver's evaluator");
+        let rounds = if options.quick { 1 } else { 50 };
+        report.cel_costs = celcost::rows(&options.repo, rounds)?;
     }
     if !status_done {
         eprintln!("wfe-bench: status manager against the in-memory API");

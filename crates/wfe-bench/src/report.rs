@@ -78,6 +78,8 @@ pub struct Report {
     pub lifecycle: Vec<LifecycleRow>,
     /// The webhooks of (c) over the real lifecycles (calls per write).
     pub lifecycle_hooks: Vec<HookFigures>,
+    /// The match conditions' CEL cost on the real mix, in kube-apiserver's evaluator.
+    pub cel_costs: Vec<crate::celcost::CostRow>,
     pub status: Vec<StatusRow>,
 }
 
@@ -229,7 +231,26 @@ impl Report {
                 f(self.match_condition_mean_ms(), 3),
             );
         }
+        if let Some(ratio) = self.match_condition_cost_ratio() {
+            let _ = write!(line, " match_condition_cost_ratio={}", f(ratio, 2));
+        }
         line
+    }
+
+    /// The costlier match condition's mean CEL cost on the real mix, over the CRD rule's.
+    pub fn match_condition_cost_ratio(&self) -> Option<f64> {
+        let rule = self
+            .cel_costs
+            .iter()
+            .find(|c| c.name == crate::celcost::CRD_RULE)?
+            .mean_cost;
+        let worst = self
+            .cel_costs
+            .iter()
+            .filter(|c| c.name != crate::celcost::CRD_RULE)
+            .map(|c| c.mean_cost)
+            .fold(f64::NAN, f64::max);
+        (rule > 0.0 && worst.is_finite()).then(|| worst / rule)
     }
 
     fn lifecycle_p50(&self, prefix: &str) -> Option<f64> {
@@ -423,6 +444,24 @@ impl Report {
                 "calls per write",
                 &self.lifecycle_hooks,
             );
+        }
+        if !self.cel_costs.is_empty() {
+            s.push_str(
+                "\n### The match conditions' CEL cost on the real mix (kube-apiserver's evaluator)\n\nEach controller write of the real mix as sent on the status before it, evaluated by `crates/wfe-bench/celcost` (k8s.io/apiserver's condition compiler and evaluator, as a webhook's match conditions are), beside the text of (b)'s CRD rule run the same way: the CEL cost units the API server's budget counts, and the evaluator's time alone (no request around it).\n\n| condition | evaluations | answered true (webhook called) | errors | mean cost | max cost | mean µs |\n|---|---:|---:|---:|---:|---:|---:|\n",
+            );
+            for c in &self.cel_costs {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    c.name,
+                    c.evaluations,
+                    c.r#true,
+                    c.errors,
+                    f(c.mean_cost, 1),
+                    c.max_cost,
+                    f(c.mean_micros, 1)
+                );
+            }
         }
         if let Some(why) = &self.e2e_skipped {
             let _ = writeln!(

@@ -1,0 +1,100 @@
+//! The match conditions' CEL cost on kubernaut's real writes, in kube-apiserver's own evaluator
+//! (`celcost/main.go`, built from the Go module proxy like the control plane): the units the API
+//! server's budget counts and the time per evaluation, beside the CRD transition rule's text run
+//! the same way. No cluster: the writes are replayed offline, each as sent on the status before.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, anyhow, bail};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wfe_admission::config::Config;
+use wfe_admission::policy::match_conditions::{
+    MUTATE_MATCH_CONDITION, VALIDATE_MATCH_CONDITION, mutate_match_condition,
+    validate_match_condition,
+};
+
+use crate::{e2e, fixtures};
+
+/// One condition's figures over the inputs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CostRow {
+    pub name: String,
+    pub evaluations: u64,
+    /// Evaluations that answered true (the webhook is called).
+    pub r#true: u64,
+    pub errors: u64,
+    pub mean_cost: f64,
+    pub max_cost: i64,
+    pub mean_micros: f64,
+    #[serde(default)]
+    pub first_error: Option<String>,
+}
+
+/// The CRD rule's name in the table.
+pub const CRD_RULE: &str = "CRD transition rule (b), as a condition";
+
+/// Builds the evaluator (cached), runs the default policy's two conditions and the CRD rule
+/// over the real mix `rounds` times, and returns a row per condition.
+pub fn rows(repo: &Path, rounds: u32) -> anyhow::Result<Vec<CostRow>> {
+    let script = repo.join("crates/wfe-bench/celcost/build.sh");
+    let built = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !built.status.success() {
+        bail!("{} failed", script.display());
+    }
+    let bin = String::from_utf8_lossy(&built.stdout)
+        .lines()
+        .last()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("{} printed no path", script.display()))?;
+
+    let config = Config::default();
+    let mutate = mutate_match_condition(&config).ok_or_else(|| anyhow!("no controller"))?;
+    // A transition rule runs only where there is an old value.
+    let rule = e2e::CEL_RULE
+        .replace("oldSelf", "oldObject.status")
+        .replace("self", "object.status");
+    let conditions = json!([
+        {"name": MUTATE_MATCH_CONDITION, "expression": mutate},
+        {"name": VALIDATE_MATCH_CONDITION, "expression": validate_match_condition(&config)},
+        {"name": CRD_RULE, "expression": format!("!has(oldObject.status) || ({rule})")},
+    ]);
+    let inputs: Vec<Value> = e2e::real_mix_pairs(repo)?
+        .into_iter()
+        .map(|(old, new)| {
+            let object = |status: Option<Value>| {
+                let mut o = json!({"apiVersion": "kubernaut.ai/v1alpha1",
+                    "kind": "WorkflowExecution", "metadata": {"name": "wfe", "namespace": "bench"}});
+                if let Some(s) = status {
+                    o["status"] = s;
+                }
+                o
+            };
+            json!({"user": fixtures::CONTROLLER, "object": object(Some(new)), "oldObject": object(old)})
+        })
+        .collect();
+    let job = json!({"conditions": conditions, "inputs": inputs, "rounds": rounds});
+    let mut child = Command::new(&bin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {bin}"))?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow!("no stdin"))?
+        .write_all(job.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("{bin} failed");
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}

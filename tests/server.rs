@@ -331,6 +331,31 @@ async fn tls_12_and_13_are_both_accepted() {
 }
 
 #[tokio::test]
+async fn a_minimum_of_tls_13_refuses_a_tls_12_client() {
+    use wfe_admission::server::tls::MinVersion;
+    let server = start_with(|o| o.tls_min_version = MinVersion::Tls13, Config::default()).await;
+    for (version, accepted) in [
+        (&rustls::version::TLS12, false),
+        (&rustls::version::TLS13, true),
+    ] {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(server.ca.as_bytes()) {
+            roots.add(cert.expect("pem")).expect("root");
+        }
+        let config = rustls::ClientConfig::builder_with_protocol_versions(&[version])
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(server.addr).await.expect("connect");
+        let handshake = connector
+            .connect("localhost".try_into().expect("name"), tcp)
+            .await;
+        assert_eq!(handshake.is_ok(), accepted, "{version:?}: {handshake:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn certificate_rotation_is_picked_up_without_restart() {
     let server = start_with(
         |o| o.cert_reload_interval = Duration::from_secs(3600),

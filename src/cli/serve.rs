@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// PEM CA bundle; when set, clients (the API server) must present a certificate it signed.
     #[arg(long, env = "WFE_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
+    /// The oldest TLS version accepted: 1.2 (and 1.3), or 1.3 only.
+    #[arg(long, env = "WFE_TLS_MIN_VERSION", value_enum, default_value = "1.2")]
+    pub tls_min_version: crate::server::tls::MinVersion,
     #[command(flatten)]
     pub cluster: super::kube::PolicyAndCluster,
     /// Without certificate flags: generate a self-signed pair in memory and serve on loopback.
@@ -162,6 +165,7 @@ fn options(args: &ServeArgs) -> Result<ServeOptions, String> {
         cert,
     );
     options.client_ca = args.client_ca.clone();
+    options.tls_min_version = args.tls_min_version;
     options.max_body_bytes = args.max_body_bytes;
     options.header_read_timeout = args.header_read_timeout;
     options.body_read_timeout = args.body_read_timeout;

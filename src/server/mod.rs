@@ -48,6 +48,8 @@ pub struct ServeOptions {
     pub probe_listen: SocketAddr,
     pub cert: CertSource,
     pub client_ca: Option<PathBuf>,
+    /// The oldest TLS version accepted.
+    pub tls_min_version: tls::MinVersion,
     pub max_body_bytes: usize,
     /// A client must send its request headers (and finish the TLS handshake) within this.
     pub header_read_timeout: Duration,
@@ -68,6 +70,7 @@ impl ServeOptions {
             probe_listen,
             cert,
             client_ca: None,
+            tls_min_version: tls::MinVersion::Tls12,
             max_body_bytes: 6 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
@@ -113,7 +116,11 @@ pub async fn start(
     sink: Option<Arc<dyn VerdictSink>>,
 ) -> Result<Running, ServerError> {
     let certs = CertStore::new(options.cert.clone(), metrics.clone())?;
-    let tls = tls::server_config(Arc::clone(&certs), options.client_ca.as_deref())?;
+    let tls = tls::server_config(
+        Arc::clone(&certs),
+        options.client_ca.as_deref(),
+        options.tls_min_version,
+    )?;
     certs.spawn_reloader(options.cert_reload_interval);
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)

@@ -185,14 +185,39 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
-/// TLS 1.2 and 1.3 only, ALPN h2 and http/1.1, optional client-certificate verification.
+/// The oldest TLS version the server accepts (`--tls-min-version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum MinVersion {
+    #[default]
+    #[value(name = "1.2")]
+    Tls12,
+    #[value(name = "1.3")]
+    Tls13,
+}
+
+static TLS12_AND_UP: [&rustls::SupportedProtocolVersion; 2] =
+    [&rustls::version::TLS13, &rustls::version::TLS12];
+static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+
+impl MinVersion {
+    fn versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        match self {
+            MinVersion::Tls12 => &TLS12_AND_UP,
+            MinVersion::Tls13 => &TLS13_ONLY,
+        }
+    }
+}
+
+/// TLS 1.3, and 1.2 unless `min` is 1.3; ALPN h2 and http/1.1; optional client-certificate
+/// verification.
 pub fn server_config(
     store: Arc<CertStore>,
     client_ca: Option<&Path>,
+    min: MinVersion,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        .with_protocol_versions(min.versions())?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {

@@ -155,7 +155,7 @@ impl Ceiling {
     pub async fn serve(bundle: &Bundle, router: Router) -> anyhow::Result<Self> {
         let options = options(bundle);
         let store = CertStore::new(options.cert.clone(), Metrics::new())?;
-        let config = tls::server_config(store, None)?;
+        let config = tls::server_config(store, None, tls::MinVersion::default())?;
         let listener = TcpListener::bind(options.listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);

@@ -148,6 +148,7 @@ pub(super) fn deployment_flags_per_mode(ctx: &mut Ctx) {
         "serve",
         "--listen=0.0.0.0:8443",
         "--probe-listen=0.0.0.0:8080",
+        "--tls-min-version=1.2",
         "--config=/etc/wfe-admission/policy.yaml",
         "--log-format=json",
         "--log=info",
@@ -239,6 +240,97 @@ pub(super) fn deployment_flags_exist_in_the_binary(ctx: &mut Ctx) {
         help.contains("POD_NAMESPACE"),
         "serve --help names no POD_NAMESPACE"
     );
+}
+
+pub(super) fn network_ports_and_tls_values_reach_the_pod(ctx: &mut Ctx) {
+    let ports = |m: &Manifests| -> Vec<(String, u64)> {
+        container(m)["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| {
+                let name = p["name"].as_str().expect("name").to_string();
+                (name, p["containerPort"].as_u64().expect("port"))
+            })
+            .collect()
+    };
+    // Defaults: the pod network, Linux nodes, TLS 1.2 and up.
+    let m = render(ctx, &json!({}));
+    let pod = &m.one("Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeSelector"], json!({"kubernetes.io/os": "linux"}));
+    assert!(
+        pod.get("hostNetwork").is_none() && pod.get("dnsPolicy").is_none(),
+        "{pod}"
+    );
+    let args = deployment_args(&m);
+    for arg in [
+        "--listen=0.0.0.0:8443",
+        "--probe-listen=0.0.0.0:8080",
+        "--tls-min-version=1.2",
+    ] {
+        assert!(args.contains(&arg.to_string()), "{arg} not in {args:?}");
+    }
+    assert_eq!(
+        ports(&m),
+        vec![("https".into(), 8443), ("http-probes".into(), 8080)]
+    );
+
+    // The node's network, other ports, TLS 1.3 only: the Service still forwards by name.
+    let values = json!({"hostNetwork": true, "ports": {"webhook": 10443, "probes": 10080},
+        "tls": {"minVersion": "1.3"}, "nodeSelector": {"pool": "system"}});
+    let m = render(ctx, &values);
+    let pod = &m.one("Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
+    // Helm merges maps: a label of one's own keeps the Linux one, which `null` removes.
+    assert_eq!(
+        pod["nodeSelector"],
+        json!({"kubernetes.io/os": "linux", "pool": "system"})
+    );
+    let own = render(
+        ctx,
+        &json!({"nodeSelector": {"kubernetes.io/os": null, "pool": "system"}}),
+    );
+    assert_eq!(
+        own.one("Deployment")["spec"]["template"]["spec"]["nodeSelector"],
+        json!({"pool": "system"})
+    );
+    let args = deployment_args(&m);
+    for arg in [
+        "--listen=0.0.0.0:10443",
+        "--probe-listen=0.0.0.0:10080",
+        "--tls-min-version=1.3",
+    ] {
+        assert!(args.contains(&arg.to_string()), "{arg} not in {args:?}");
+    }
+    assert_eq!(
+        ports(&m),
+        vec![("https".into(), 10443), ("http-probes".into(), 10080)]
+    );
+    assert_eq!(m.one("Service")["spec"]["ports"][0]["targetPort"], "https");
+    let m = render(ctx, &json!({"hostNetwork": true, "dnsPolicy": "Default"}));
+    assert_eq!(
+        m.one("Deployment")["spec"]["template"]["spec"]["dnsPolicy"],
+        "Default"
+    );
+
+    // A second --config would stop the webhook at start: the render refuses it and says what
+    // to do instead.
+    for extra in [
+        json!(["--config=/etc/mine.yaml"]),
+        json!(["--config", "/etc/mine.yaml"]),
+    ] {
+        let err = ctx
+            .helm()
+            .template(RELEASE, NS, &json!({"extraArgs": extra}))
+            .err()
+            .unwrap_or_else(|| panic!("helm template accepted extraArgs {extra}"));
+        assert!(
+            err.contains("extraArgs must not pass --config") && err.contains("`policy`"),
+            "{err}"
+        );
+    }
+    render(ctx, &json!({"extraArgs": ["--max-body-bytes=1048576"]}));
 }
 
 pub(super) fn service_and_pdb_select_the_pods(ctx: &mut Ctx) {

@@ -65,6 +65,13 @@ pub(super) fn schema_rejects_wrong_values_naming_them(ctx: &mut Ctx) {
             "/certificates/provided/secretName",
         ),
         (json!({"crds": {"install": "yes"}}), "/crds/install"),
+        (json!({"tls": {"minVersion": "1.1"}}), "/tls/minVersion"),
+        (
+            json!({"ports": {"webhook": 0, "probes": 8080}}),
+            "/ports/webhook",
+        ),
+        (json!({"dnsPolicy": "Sometimes"}), "/dnsPolicy"),
+        (json!({"hostNetwork": "yes"}), "/hostNetwork"),
         (
             json!({"certificates": {"selfManaged": {"renewBefore": "30 days"}}}),
             "/certificates/selfManaged/renewBefore",

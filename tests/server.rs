@@ -308,23 +308,30 @@ async fn headers_trickled_too_slowly_are_cut_off_and_others_are_served() {
     server.stop().await;
 }
 
+/// A TLS handshake with `server` by a client that speaks only `version`.
+async fn handshake_with(
+    server: &TestServer,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(server.ca.as_bytes()) {
+        roots.add(cert.expect("pem")).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_protocol_versions(&[version])
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(server.addr).await.expect("connect");
+    connector
+        .connect("localhost".try_into().expect("name"), tcp)
+        .await
+}
+
 #[tokio::test]
 async fn tls_12_and_13_are_both_accepted() {
     let server = start().await;
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(server.ca.as_bytes()) {
-            roots.add(cert.expect("pem")).expect("root");
-        }
-        let config = rustls::ClientConfig::builder_with_protocol_versions(&[version])
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = TcpStream::connect(server.addr).await.expect("connect");
-        let tls = connector
-            .connect("localhost".try_into().expect("name"), tcp)
-            .await
-            .expect("handshake");
+        let tls = handshake_with(&server, version).await.expect("handshake");
         assert_eq!(tls.get_ref().1.protocol_version(), Some(version.version));
     }
     server.stop().await;
@@ -338,18 +345,7 @@ async fn a_minimum_of_tls_13_refuses_a_tls_12_client() {
         (&rustls::version::TLS12, false),
         (&rustls::version::TLS13, true),
     ] {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(server.ca.as_bytes()) {
-            roots.add(cert.expect("pem")).expect("root");
-        }
-        let config = rustls::ClientConfig::builder_with_protocol_versions(&[version])
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = TcpStream::connect(server.addr).await.expect("connect");
-        let handshake = connector
-            .connect("localhost".try_into().expect("name"), tcp)
-            .await;
+        let handshake = handshake_with(&server, version).await;
         assert_eq!(handshake.is_ok(), accepted, "{version:?}: {handshake:?}");
     }
     server.stop().await;

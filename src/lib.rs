@@ -2,6 +2,11 @@
 //! `WorkflowExecution` resources.
 #![forbid(unsafe_code)]
 
+// Test support shared by path between the unit tests and the other crates names the product
+// one way, `wfe_admission::`, from inside the crate too.
+#[cfg(test)]
+extern crate self as wfe_admission;
+
 pub mod certgen;
 pub mod cli;
 pub mod config;

@@ -156,13 +156,8 @@ impl Write {
     }
 }
 
-/// metav1.Time in JSON: UTC, whole seconds (the fraction is cut).
-pub fn metav1_time(t: Timestamp) -> String {
-    Timestamp::from_second(t.as_second())
-        .unwrap_or(t)
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
+/// metav1.Time in JSON: UTC, whole seconds (the fraction is cut), as the webhook writes it.
+pub use wfe_admission::policy::time::format as metav1_time;
 
 /// `end - start` rounded to the second (halves away from zero), in Go's syntax.
 pub fn rounded_duration(start: Timestamp, end: Timestamp) -> String {

@@ -262,14 +262,20 @@ pub(super) fn network_ports_and_tls_values_reach_the_pod(ctx: &mut Ctx) {
         pod.get("hostNetwork").is_none() && pod.get("dnsPolicy").is_none(),
         "{pod}"
     );
-    let args = deployment_args(&m);
-    for arg in [
-        "--listen=0.0.0.0:8443",
-        "--probe-listen=0.0.0.0:8080",
-        "--tls-min-version=1.2",
-    ] {
-        assert!(args.contains(&arg.to_string()), "{arg} not in {args:?}");
-    }
+    let has_args = |m: &Manifests, wanted: &[&str]| {
+        let args = deployment_args(m);
+        for arg in wanted {
+            assert!(args.contains(&arg.to_string()), "{arg} not in {args:?}");
+        }
+    };
+    has_args(
+        &m,
+        &[
+            "--listen=0.0.0.0:8443",
+            "--probe-listen=0.0.0.0:8080",
+            "--tls-min-version=1.2",
+        ],
+    );
     assert_eq!(
         ports(&m),
         vec![("https".into(), 8443), ("http-probes".into(), 8080)]
@@ -295,14 +301,14 @@ pub(super) fn network_ports_and_tls_values_reach_the_pod(ctx: &mut Ctx) {
         own.one("Deployment")["spec"]["template"]["spec"]["nodeSelector"],
         json!({"pool": "system"})
     );
-    let args = deployment_args(&m);
-    for arg in [
-        "--listen=0.0.0.0:10443",
-        "--probe-listen=0.0.0.0:10080",
-        "--tls-min-version=1.3",
-    ] {
-        assert!(args.contains(&arg.to_string()), "{arg} not in {args:?}");
-    }
+    has_args(
+        &m,
+        &[
+            "--listen=0.0.0.0:10443",
+            "--probe-listen=0.0.0.0:10080",
+            "--tls-min-version=1.3",
+        ],
+    );
     assert_eq!(
         ports(&m),
         vec![("https".into(), 10443), ("http-probes".into(), 10080)]

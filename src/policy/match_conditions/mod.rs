@@ -104,7 +104,7 @@ pub fn mutate_match_condition(config: &Config) -> Option<String> {
 /// whose phase as /validate reads it is `from`.
 fn mutate_body(config: &Config, old: &str, from: &str) -> String {
     let new = "object.status";
-    let owned = |owners: &Vec<String>| owners.iter().any(|o| o == CONTROLLER);
+    let owned = |owners: &Vec<String>| controller_owns(owners);
     let owners_of = |k: &str| config.fields.get(k).unwrap_or(&config.default_field_owners);
     let d = &config.derived;
     let conditions = config.conditions.field.as_str();
@@ -134,15 +134,13 @@ fn mutate_body(config: &Config, old: &str, from: &str) -> String {
         "(k in {} && (!(k in {old}) || type({old}[k]) == null_type))",
         cel::list(first_values)
     );
+    let (p, c) = (cel::string(phase_field), cel::string(conditions));
     // The cheap list lookups before the deep comparison.
     let keys = format!(
         "{old}.all(k, k in {new}) && {new}.all(k, k == {p} || k == {c} || {key_plain} || \
-         (k in {old} && type({new}[k]) == type({old}[k]) && {new}[k] == {old}[k]) || {key_first})",
-        p = cel::string(phase_field),
-        c = cel::string(conditions),
+         (k in {old} && type({new}[k]) == type({old}[k]) && {new}[k] == {old}[k]) || {key_first})"
     );
 
-    let p = cel::string(phase_field);
     let to = format!("{new}[{p}]");
     let table = owned(owners_of(phase_field))
         .then(|| cel::table_move(config, "true", from, &to))
@@ -161,7 +159,6 @@ fn mutate_body(config: &Config, old: &str, from: &str) -> String {
         None => format!("(!({p} in {new}) || (type({to}) == string && {to} == {from}))"),
     };
 
-    let c = cel::string(conditions);
     let (nc, oc) = (format!("{new}[{c}]"), format!("{old}[{c}]"));
     let old_len = format!("({c} in {old} ? size({oc}) : 0)");
     let type_owned = condition_owned(config);
@@ -219,15 +216,21 @@ fn mutate_body(config: &Config, old: &str, from: &str) -> String {
 
 /// True for a condition `c` whose type the controller owns.
 fn condition_owned(config: &Config) -> String {
-    let owned = |owners: &Vec<String>| owners.iter().any(|o| o == CONTROLLER);
     let owners = &config.conditions.owners;
-    let types = owners.iter().filter(|(_, o)| owned(o)).map(|(t, _)| t);
+    let types = owners
+        .iter()
+        .filter(|(_, o)| controller_owns(o))
+        .map(|(t, _)| t);
     let mut type_owned = format!("c['type'] in {}", cel::list(types));
-    if owned(&config.conditions.default_owners) {
+    if controller_owns(&config.conditions.default_owners) {
         type_owned = format!(
             "{type_owned} || !(c['type'] in {})",
             cel::list(owners.keys())
         );
     }
     type_owned
+}
+
+fn controller_owns(owners: &[String]) -> bool {
+    owners.iter().any(|o| o == CONTROLLER)
 }

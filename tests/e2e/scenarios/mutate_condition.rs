@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use wfe_admission::policy::combine::combine;
 use wfe_admission::policy::review::{Decision, validate};
 use wfe_admission::policy::time;
+use wfe_admission::policy::{Policy, Writer};
 use wfe_bench::e2e::{Scrapes, apiserver_metrics};
 use wfe_bench::fixtures::status_update_review;
 
@@ -342,6 +343,28 @@ fn change(s: &mut Status, which: usize, rng: &mut Rng) -> String {
     what.to_string()
 }
 
+/// A write the API server let past /mutate must be one that combining returns as it was stored,
+/// with nothing to say: no warning, no correction, no denial.
+pub(super) fn combining_keeps(
+    policy: &Policy,
+    writer: Writer<'_>,
+    old: &Status,
+    new: &Status,
+) -> Result<()> {
+    let combined = combine(policy, Some(old), Some(new), writer, Timestamp::now());
+    ensure!(
+        combined.status == *new
+            && combined.warnings.is_empty()
+            && combined.corrections.is_empty()
+            && combined.denial.is_none(),
+        "skipped /mutate, but combining would have changed it:\nstored {}\nwritten {}\ncombined {:?}",
+        Value::Object(old.clone()),
+        Value::Object(new.clone()),
+        combined
+    );
+    Ok(())
+}
+
 /// Sets the duration to completionTime − startTime plus `off` seconds, in Go's syntax.
 fn coherent_duration(s: &mut Status, off: i64) {
     let time_of = |f: &str| s.get(f).and_then(Value::as_str).and_then(time::parse);
@@ -528,24 +551,7 @@ async fn random_writes(ctx: &Ctx, objects: &[(&str, &str)]) -> Result<()> {
         tally.skipped_moves += usize::from(did("a move with its times"));
         tally.skipped_appends += usize::from(did("a condition appended"));
         let (old, new) = (status_of(&object), status_of(&written));
-        let combined = combine(
-            &policy,
-            Some(&old),
-            Some(&new),
-            controller,
-            Timestamp::now(),
-        );
-        ensure!(
-            combined.status == new
-                && combined.warnings.is_empty()
-                && combined.corrections.is_empty()
-                && combined.denial.is_none(),
-            "{}: skipped /mutate, but combining would have changed it:\nstored {}\nwritten {}\ncombined {:?}",
-            what(),
-            Value::Object(old),
-            Value::Object(new),
-            combined
-        );
+        combining_keeps(&policy, controller, &old, &new).with_context(what)?;
     }
     let after = apiserver_metrics(admin).await;
     let scrapes = Scrapes::between(&before, &after);

@@ -710,6 +710,41 @@ mod tests {
     }
 
     #[test]
+    fn the_cel_cost_rows_give_the_costlier_condition_over_the_crd_rule() {
+        let row = |name: &str, mean_cost: f64| crate::celcost::CostRow {
+            name: name.into(),
+            evaluations: 26,
+            r#true: 1,
+            errors: 0,
+            mean_cost,
+            max_cost: 100,
+            mean_micros: 10.0,
+            first_error: None,
+        };
+        let mut report = Report {
+            cel_costs: vec![
+                row("status-may-need-combining", 600.0),
+                row("phase-or-block-clearance-may-change", 90.0),
+                row(crate::celcost::CRD_RULE, 12.0),
+            ],
+            ..Report::default()
+        };
+        let summary = report.summary();
+        assert!(
+            summary.ends_with(" match_condition_cost_ratio=50.00"),
+            "{summary}"
+        );
+        let md = report.markdown();
+        assert!(
+            md.contains("| status-may-need-combining | 26 | 1 | 0 | 600.0 | 100 | 10.0 |"),
+            "{md}"
+        );
+        // Without the reference row there is no ratio to give.
+        report.cel_costs.pop();
+        assert!(!report.summary().contains("match_condition_cost_ratio"));
+    }
+
+    #[test]
     fn the_lifecycle_figures_give_their_summary_keys_and_targets() {
         let row = |mode: &'static str, p50: f64| LifecycleRow {
             mode,

@@ -7,6 +7,7 @@
 #[cfg(test)]
 extern crate self as wfe_admission;
 
+pub mod arming;
 pub mod certgen;
 pub mod cli;
 pub mod config;

@@ -38,6 +38,8 @@ pub struct SelfManagedOptions {
     /// Service name: the serving certificate covers `name`, `name.ns`, `name.ns.svc` and
     /// `name.ns.svc.cluster.local`.
     pub service: String,
+    /// More names or addresses the serving certificate covers, e.g. the host of a webhook URL.
+    pub extra_hosts: Vec<String>,
     /// Mutating and validating webhook configurations whose caBundle the webhook maintains.
     pub webhook_configurations: Vec<String>,
     pub validity: Duration,
@@ -73,12 +75,14 @@ pub struct Material {
 impl SelfManagedOptions {
     fn hosts(&self) -> Vec<String> {
         let (svc, ns) = (&self.service, &self.namespace);
-        vec![
+        let mut hosts = vec![
             svc.clone(),
             format!("{svc}.{ns}"),
             format!("{svc}.{ns}.svc"),
             format!("{svc}.{ns}.svc.cluster.local"),
-        ]
+        ];
+        hosts.extend(self.extra_hosts.iter().cloned());
+        hosts
     }
 
     fn validity(&self) -> Validity {
@@ -111,6 +115,43 @@ fn not_after(pem: &str) -> Option<i64> {
     Some(cert.validity().not_after.timestamp())
 }
 
+/// Whether the first certificate in a PEM text names every host (DNS name or IP address).
+fn covers(pem: &str, hosts: &[String]) -> bool {
+    let Some(Ok(der)) = CertificateDer::pem_slice_iter(pem.as_bytes()).next() else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return false;
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return false;
+    };
+    let named: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+            x509_parser::extensions::GeneralName::IPAddress(ip) => match ip.len() {
+                4 => <[u8; 4]>::try_from(*ip)
+                    .ok()
+                    .map(|b| std::net::IpAddr::from(b).to_string()),
+                16 => <[u8; 16]>::try_from(*ip)
+                    .ok()
+                    .map(|b| std::net::IpAddr::from(b).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    hosts.iter().all(|h| {
+        let h = h
+            .parse::<std::net::IpAddr>()
+            .map_or_else(|_| h.clone(), |ip| ip.to_string());
+        named.contains(&h)
+    })
+}
+
 fn due(pem: &str, renew_before: Duration, now: i64) -> bool {
     let margin = i64::try_from(renew_before.as_secs()).unwrap_or(i64::MAX);
     not_after(pem).is_none_or(|t| t.saturating_sub(margin) <= now)
@@ -126,6 +167,8 @@ pub fn next_material(
     if let Some(m) = current {
         let pair_ok =
             crate::server::tls::load_pair(m.cert.as_bytes(), m.key.as_bytes(), "Secret").is_ok();
+        // A pair that does not name a host asked for now (a webhook URL added) is reissued.
+        let pair_ok = pair_ok && covers(&m.cert, &options.hosts());
         if pair_ok && !due(&m.cert, renew, now) && !due(&m.ca_cert, renew, now) {
             return Ok(None);
         }
@@ -328,6 +371,7 @@ mod tests {
             namespace: "wfe-system".into(),
             secret: "wfe-admission-tls".into(),
             service: "wfe-admission".into(),
+            extra_hosts: Vec::new(),
             webhook_configurations: vec!["wfe-admission".into()],
             validity: Duration::from_secs(30 * 86_400),
             renew_before: Duration::from_secs(7 * 86_400),
@@ -389,6 +433,30 @@ mod tests {
         assert_ne!(next.ca_cert, m.ca_cert);
         assert!(next.ca_bundle.starts_with(&next.ca_cert));
         assert!(next.ca_bundle.contains(&m.ca_cert));
+    }
+
+    #[test]
+    fn a_pair_without_a_host_asked_for_now_is_reissued_by_the_same_ca() {
+        let _ = crate::install_crypto_provider();
+        let m = next_material(None, &options(), now())
+            .expect("ok")
+            .expect("material");
+        assert!(!covers(&m.cert, &["127.0.0.1".into()]));
+        let with_ip = SelfManagedOptions {
+            extra_hosts: vec!["127.0.0.1".into()],
+            ..options()
+        };
+        let next = next_material(Some(&m), &with_ip, now())
+            .expect("ok")
+            .expect("reissued");
+        assert_eq!(next.ca_cert, m.ca_cert);
+        assert!(covers(&next.cert, &with_ip.hosts()));
+        // The narrower host list of a replica not yet upgraded keeps the wider pair.
+        assert!(
+            next_material(Some(&next), &options(), now())
+                .expect("ok")
+                .is_none()
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The webhook's own webhook configurations, which it edits in self-managed mode: the CA bundle
-//! (`selfcert`) and the built-in match conditions (`match_sync`).
+//! (`selfcert`), the built-in match conditions (`match_sync`) and the failure policy
+//! (`arming`).
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MatchCondition, MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    WebhookClientConfig,
 };
 use kube::api::Api;
 use kube::{Client, Error as KubeError};
@@ -14,6 +16,35 @@ use crate::retry::{RetryingWriter, WriteError, WriteOutcome};
 pub struct WebhookParts<'a> {
     pub ca_bundle: &'a mut Option<ByteString>,
     pub match_conditions: &'a mut Option<Vec<MatchCondition>>,
+    pub failure_policy: &'a mut Option<String>,
+}
+
+/// Where the API server sends one webhook's reviews, and the bundle it trusts there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `https://host:port/path`.
+    pub url: String,
+    pub ca_bundle: Option<Vec<u8>>,
+}
+
+impl Endpoint {
+    fn of(config: &WebhookClientConfig) -> Option<Self> {
+        let url = match (&config.url, &config.service) {
+            (Some(url), _) => url.clone(),
+            (None, Some(s)) => format!(
+                "https://{}.{}.svc:{}{}",
+                s.name,
+                s.namespace,
+                s.port.unwrap_or(443),
+                s.path.as_deref().unwrap_or("")
+            ),
+            (None, None) => return None,
+        };
+        Some(Endpoint {
+            url,
+            ca_bundle: config.ca_bundle.as_ref().map(|b| b.0.clone()),
+        })
+    }
 }
 
 /// A mutating or validating webhook configuration: two types with the same shape.
@@ -25,6 +56,7 @@ pub trait OwnConfiguration:
     + std::fmt::Debug
 {
     fn parts(&mut self) -> Vec<WebhookParts<'_>>;
+    fn endpoints(&self) -> Vec<Endpoint>;
 }
 
 macro_rules! own_configuration {
@@ -37,7 +69,16 @@ macro_rules! own_configuration {
                     .map(|w| WebhookParts {
                         ca_bundle: &mut w.client_config.ca_bundle,
                         match_conditions: &mut w.match_conditions,
+                        failure_policy: &mut w.failure_policy,
                     })
+                    .collect()
+            }
+
+            fn endpoints(&self) -> Vec<Endpoint> {
+                self.webhooks
+                    .iter()
+                    .flatten()
+                    .filter_map(|w| Endpoint::of(&w.client_config))
                     .collect()
             }
         }

@@ -1,8 +1,9 @@
-//! Subcommands: serve, check, certs, repair, verify, match-conditions.
+//! Subcommands: serve, check, certs, repair, verify, match-conditions, disarm.
 
 pub mod certs;
 pub mod check;
 pub mod conditions;
+pub mod disarm;
 pub mod kube;
 pub(crate) mod policy_reload;
 pub mod repair;
@@ -54,6 +55,9 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Print the built-in CEL match conditions of both webhooks for a policy.
     MatchConditions(conditions::MatchConditionsArgs),
+    /// Make the webhook's own configurations fail open (failurePolicy Ignore): the chart's
+    /// pre-delete hook, and an emergency exit while no webhook answers.
+    Disarm(disarm::DisarmArgs),
 }
 
 pub fn init_logging(format: LogFormat, filter: &str) {
@@ -106,5 +110,9 @@ pub fn run(cli: Cli) -> ExitCode {
             repair::run(args)
         }
         Command::Verify(args) => verify::run(args),
+        Command::Disarm(args) => {
+            init_logging(cli.log_format, &cli.log);
+            disarm::run(args)
+        }
     }
 }

@@ -85,6 +85,10 @@ pub struct ServeArgs {
     /// Service in front of the webhook; the self-managed pair covers its DNS names.
     #[arg(long, env = "WFE_SERVICE_NAME", default_value = "wfe-admission")]
     pub service_name: String,
+    /// More DNS names or IP addresses a self-managed serving certificate covers (the host of a
+    /// webhook URL); repeatable or comma-separated.
+    #[arg(long = "cert-host", env = "WFE_CERT_HOSTS", value_delimiter = ',')]
+    pub cert_hosts: Vec<String>,
     /// Mutating and validating webhook configurations whose caBundle a self-managed webhook keeps.
     #[arg(
         long,
@@ -125,6 +129,7 @@ impl ServeArgs {
             namespace: self.namespace.clone(),
             secret: self.cert_secret.clone(),
             service: self.service_name.clone(),
+            extra_hosts: self.cert_hosts.clone(),
             webhook_configurations: self.webhook_configurations.clone(),
             validity: self.cert_validity,
             renew_before: self.cert_renew_before,
@@ -256,6 +261,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot inject the CA bundle: {e}"))?;
         match_sync::spawn(client.clone(), sm.clone(), manager.clone(), policy);
+        crate::arming::spawn(client.clone(), sm.clone(), manager.clone());
         selfcert::spawn_rotation(client, sm, Arc::clone(&running.certs), manager);
     }
     if args.dev {

@@ -50,6 +50,10 @@ pub fn cases() -> Vec<Case> {
         case!(install_self_managed_mode_and_run_it_with_the_chart_rbac),
         case!(install_provided_mode_and_guard_status_end_to_end),
         case!(install_with_defaults_beside_a_crd_kubernaut_installed),
+        Case {
+            name: "cluster::install_upgrade_and_uninstall_refuse_no_write",
+            run: window::install_upgrade_and_uninstall_refuse_no_write,
+        },
     ]
 }
 
@@ -65,10 +69,14 @@ const SA_GROUPS: [&str; 3] = [
 ];
 const WFE_NS: &str = "default";
 
+#[path = "cluster/hooks.rs"]
+mod hooks;
 #[path = "cluster/local.rs"]
 mod local;
 #[path = "cluster/plane.rs"]
 mod plane;
+#[path = "cluster/window.rs"]
+mod window;
 
 use local::{Webhook, ca_bundles, free_port, local_args, poll};
 pub use plane::Cluster;
@@ -113,9 +121,7 @@ impl Release<'_> {
 
     fn uninstall(&mut self) {
         self.installed = false;
-        let out = self
-            .cluster
-            .helm(self.helm_bin, &["uninstall", RELEASE, "--namespace", NS]);
+        let out = hooks::uninstall_running_hooks(self.cluster, self.helm_bin);
         assert!(
             out.status.success(),
             "helm uninstall failed:\n{}",
@@ -128,9 +134,7 @@ impl Drop for Release<'_> {
     fn drop(&mut self) {
         if self.installed {
             self.installed = false;
-            let _ = self
-                .cluster
-                .helm(self.helm_bin, &["uninstall", RELEASE, "--namespace", NS]);
+            let _ = hooks::uninstall_running_hooks(self.cluster, self.helm_bin);
         }
     }
 }

@@ -57,6 +57,7 @@ pub fn cases() -> Vec<Case> {
         case!(webhooks::webhook_values_reach_both_configurations),
         case!(webhooks::ca_bundle_and_injection_per_mode),
         case!(webhooks::webhook_url_replaces_the_service),
+        case!(webhooks::self_managed_webhooks_install_failing_open_and_disarm_on_uninstall),
         case!(webhooks::own_service_account_skips_only_the_mutating_webhook),
         case!(webhooks::validating_webhook_skips_only_undeniable_updates),
         case!(webhooks::mutating_webhook_skips_only_writes_combining_keeps),
@@ -285,7 +286,11 @@ fn objects_rendered_per_certificate_mode(ctx: &mut Ctx) {
     let per_mode: [(&str, &[&str]); 3] = [
         (
             "self-managed",
-            &["Role/wfe-admission", "RoleBinding/wfe-admission"],
+            &[
+                "Job/wfe-admission-disarm",
+                "Role/wfe-admission",
+                "RoleBinding/wfe-admission",
+            ],
         ),
         (
             "cert-manager",

@@ -152,9 +152,41 @@ caBundle: {{ include "wfe-admission.providedCaBundle" $ }}
 {{- end }}
 {{- end }}
 
+{{/*
+Whether the webhooks arm themselves: installed failing open, they get failurePolicy Fail from
+the webhook once it answers where the API server calls it (self-managed mode only: the webhook
+may edit its configurations there).
+*/}}
+{{- define "wfe-admission.armsItself" -}}
+{{- if and (eq .Values.certificates.mode "self-managed") .Values.webhook.armWhenReady (eq .Values.webhook.failurePolicy "Fail") }}true{{- end }}
+{{- end }}
+
+{{/*
+failurePolicy of one configuration. Arming: Ignore until the live configuration is armed, then
+Fail, so that an upgrade never disarms it (a value the chart changed would be patched back).
+`helm template` has no live objects and renders Ignore. Call with (dict "ctx" $ "kind" Kind
+"name" name).
+*/}}
+{{- define "wfe-admission.failurePolicy" -}}
+{{- $ := .ctx }}
+{{- if include "wfe-admission.armsItself" $ }}
+{{- $live := lookup "admissionregistration.k8s.io/v1" .kind "" .name }}
+{{- $armed := false }}
+{{- range (dig "webhooks" list $live) }}
+{{- if eq (default "" .failurePolicy) "Fail" }}{{ $armed = true }}{{ end }}
+{{- end }}
+{{- ternary "Fail" "Ignore" $armed }}
+{{- else }}
+{{- $.Values.webhook.failurePolicy }}
+{{- end }}
+{{- end }}
+
 {{/* Annotations of both webhook configurations. */}}
 {{- define "wfe-admission.webhookAnnotations" -}}
 {{- $ann := deepCopy (default dict .Values.webhook.annotations) }}
+{{- if include "wfe-admission.armsItself" . }}
+{{- $_ := set $ann "wfe-admission.kubernaut.ai/failure-policy" .Values.webhook.failurePolicy }}
+{{- end }}
 {{- if eq .Values.certificates.mode "cert-manager" }}
 {{- $_ := set $ann "cert-manager.io/inject-ca-from" (printf "%s/%s" .Release.Namespace (include "wfe-admission.servingCertificateName" .)) }}
 {{- end }}
@@ -165,7 +197,8 @@ annotations:
 {{- end }}
 
 {{/*
-What both webhooks share. Call with (dict "ctx" $ "path" "/validate" "self" true "validate" true),
+What both webhooks share. Call with (dict "ctx" $ "kind" Kind "name" name "path" "/validate" "self"
+true "validate" true),
 where self adds the condition that skips the webhook's own service account, mutate the one that
 skips controller writes combining leaves as sent, and validate the one that skips updates the
 validating webhook cannot deny.
@@ -176,7 +209,7 @@ validating webhook cannot deny.
 admissionReviewVersions: ["v1"]
 sideEffects: NoneOnDryRun
 matchPolicy: Equivalent
-failurePolicy: {{ $w.failurePolicy }}
+failurePolicy: {{ include "wfe-admission.failurePolicy" (dict "ctx" $ "kind" .kind "name" .name) }}
 timeoutSeconds: {{ $w.timeoutSeconds }}
 clientConfig:
   {{- include "wfe-admission.clientConfig" (dict "ctx" $ "path" .path) | trim | nindent 2 }}

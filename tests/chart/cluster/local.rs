@@ -79,6 +79,34 @@ impl Webhook {
         webhook
     }
 
+    /// SIGTERM, as the kubelet sends when the pod is deleted; the webhook then serves out its
+    /// shutdown delay and grace.
+    pub(super) fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// Waits up to `secs` for the process to exit; whether it exited with success.
+    pub(super) fn wait_exit(&mut self, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the webhook did not stop within {secs} s:
+{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub(super) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

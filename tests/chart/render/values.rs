@@ -67,6 +67,10 @@ pub(super) fn schema_rejects_wrong_values_naming_them(ctx: &mut Ctx) {
         (json!({"crds": {"install": "yes"}}), "/crds/install"),
         (json!({"tls": {"minVersion": "1.1"}}), "/tls/minVersion"),
         (
+            json!({"webhook": {"armWhenReady": "yes"}}),
+            "/webhook/armWhenReady",
+        ),
+        (
             json!({"ports": {"webhook": 0, "probes": 8080}}),
             "/ports/webhook",
         ),

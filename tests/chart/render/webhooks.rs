@@ -25,7 +25,13 @@ pub(super) fn webhooks_match_status_updates_with_the_right_settings(ctx: &mut Ct
             assert_eq!(w["admissionReviewVersions"], json!(["v1"]), "{mode} {kind}");
             assert_eq!(w["sideEffects"], "NoneOnDryRun", "{mode} {kind}");
             assert_eq!(w["matchPolicy"], "Equivalent", "{mode} {kind}");
-            assert_eq!(w["failurePolicy"], "Fail", "{mode} {kind}");
+            // Self-managed webhooks install failing open and arm themselves (the next case).
+            let failure = if mode == "self-managed" {
+                "Ignore"
+            } else {
+                "Fail"
+            };
+            assert_eq!(w["failurePolicy"], failure, "{mode} {kind}");
             assert_eq!(w["timeoutSeconds"], 10, "{mode} {kind}");
             assert_eq!(
                 w["rules"],
@@ -192,6 +198,18 @@ pub(super) fn webhook_url_replaces_the_service(ctx: &mut Ctx) {
                 "{mode} {kind}"
             );
         }
+        // A self-managed serving certificate must name the URL's host, which the API server
+        // checks; files come from the admin, who makes them for it.
+        let hosts: Vec<&str> = strs(&container(&m)["args"])
+            .into_iter()
+            .filter(|a| a.starts_with("--cert-host"))
+            .collect();
+        let want: &[&str] = if mode == "self-managed" {
+            &["--cert-host=127.0.0.1"]
+        } else {
+            &[]
+        };
+        assert_eq!(hosts, want, "{mode}");
     }
 }
 
@@ -345,5 +363,70 @@ pub(super) fn mutating_webhook_skips_only_writes_combining_keeps(ctx: &mut Ctx) 
     ] {
         let m = render(ctx, &values);
         assert_eq!(rendered_mutating_condition(&m), None, "{values}");
+    }
+}
+
+/// With `Fail` in self-managed mode (the default) the configurations install failing open and
+/// name the wanted policy, which the webhook sets once it answers; a pre-delete Job disarms
+/// them. Any other choice renders the failure policy as set, with no annotation and no Job.
+pub(super) fn self_managed_webhooks_install_failing_open_and_disarm_on_uninstall(ctx: &mut Ctx) {
+    let annotation = "wfe-admission.kubernaut.ai/failure-policy";
+    let kinds = [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ];
+    let m = render(ctx, &json!({}));
+    for kind in kinds {
+        let c = m.one(kind);
+        assert_eq!(the_webhook(c)["failurePolicy"], "Ignore", "{kind}");
+        assert_eq!(c["metadata"]["annotations"][annotation], "Fail", "{kind}");
+    }
+    let job = m.one("Job");
+    assert_eq!(
+        job["metadata"]["annotations"]["helm.sh/hook"], "pre-delete",
+        "{job}"
+    );
+    let pod = &job["spec"]["template"];
+    assert_eq!(pod["spec"]["serviceAccountName"], "wfe-admission");
+    assert_eq!(
+        strs(&pod["spec"]["containers"][0]["args"])[..2],
+        ["disarm", "--webhook-configurations=wfe-admission"]
+    );
+    // The Service and the PodDisruptionBudget must not count the Job's pod as a webhook.
+    let selector = &m.one("Service")["spec"]["selector"];
+    let labels = pod["metadata"]["labels"].as_object().expect("labels");
+    let selected = selector
+        .as_object()
+        .expect("selector")
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    assert!(
+        !selected,
+        "the Service selects the disarm Job's pod: {labels:?}"
+    );
+    // The subcommand and flags the Job runs exist.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+        .args(["disarm", "--help"])
+        .output()
+        .expect("disarm --help");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--webhook-configurations"));
+
+    for (values, failure) in [
+        (json!({"webhook": {"armWhenReady": false}}), "Fail"),
+        (json!({"webhook": {"failurePolicy": "Ignore"}}), "Ignore"),
+        (mode_values("cert-manager"), "Fail"),
+        (mode_values("provided"), "Fail"),
+    ] {
+        let m = render(ctx, &values);
+        for kind in kinds {
+            let c = m.one(kind);
+            assert_eq!(the_webhook(c)["failurePolicy"], failure, "{values} {kind}");
+            assert!(
+                c["metadata"]["annotations"].get(annotation).is_none(),
+                "{values} {kind}"
+            );
+        }
+        assert!(!m.has("Job"), "{values}: a disarm Job without arming");
     }
 }

@@ -1,0 +1,114 @@
+//! Does a webhook answer at a URL the way the API server calls it: over TLS that verifies
+//! against the configuration's bundle, for the URL's host? Any HTTP answer counts. The request
+//! is a GET, which the webhook answers 405 without counting it as a review: a POST that is no
+//! review would count as unreadable and trip the alert on those.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::webhook_configs::Endpoint;
+
+/// Host, port and path of an `https://` URL. IPv6 hosts come in brackets.
+pub fn split_url(url: &str) -> Result<(String, u16, String), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("{url}: not an https URL"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => {
+            (h, p.parse().map_err(|_| format!("{url}: bad port {p:?}"))?)
+        }
+        _ => (authority, 443),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{url}: no host"));
+    }
+    Ok((host.to_string(), port, path.to_string()))
+}
+
+/// The status code the webhook answered with, or why there was no answer.
+pub async fn answers(endpoint: &Endpoint, timeout: Duration) -> Result<u16, String> {
+    tokio::time::timeout(timeout, ask(endpoint))
+        .await
+        .map_err(|_| format!("no answer from {} within {timeout:?}", endpoint.url))?
+}
+
+async fn ask(endpoint: &Endpoint) -> Result<u16, String> {
+    let (host, port, path) = split_url(&endpoint.url)?;
+    let bundle = endpoint
+        .ca_bundle
+        .as_deref()
+        .ok_or("the configuration has no caBundle yet")?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(bundle) {
+        let cert = cert.map_err(|e| format!("caBundle: {e}"))?;
+        roots.add(cert).map_err(|e| format!("caBundle: {e}"))?;
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.clone()).map_err(|e| format!("{host}: {e}"))?;
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("{}: {e}", endpoint.url))?;
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("{}: TLS: {e}", endpoint.url))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("{}: {e}", endpoint.url))?;
+    let mut head = [0u8; 16];
+    let mut read = 0;
+    while read < head.len() {
+        match tls.read(&mut head[read..]).await {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) => return Err(format!("{}: {e}", endpoint.url)),
+        }
+    }
+    let line = String::from_utf8_lossy(&head[..read]);
+    line.strip_prefix("HTTP/1.1 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("{}: not an HTTP answer: {line:?}", endpoint.url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_host_port_and_path() {
+        for (url, want) in [
+            (
+                "https://wfe.ns.svc:443/validate",
+                ("wfe.ns.svc", 443, "/validate"),
+            ),
+            (
+                "https://127.0.0.1:8443/mutate",
+                ("127.0.0.1", 8443, "/mutate"),
+            ),
+            ("https://[::1]:9443/v", ("::1", 9443, "/v")),
+            ("https://[::1]/v", ("::1", 443, "/v")),
+            ("https://example.org", ("example.org", 443, "/")),
+        ] {
+            let (h, p, path) = split_url(url).expect(url);
+            assert_eq!((h.as_str(), p, path.as_str()), want, "{url}");
+        }
+        for bad in ["http://x/", "https://:443/", "https://x:port/"] {
+            assert!(split_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! Typed configuration. The defaults are the WorkflowExecution policy of the spec, so a plain
+//! Typed configuration. The defaults are kubernaut's WorkflowExecution policy, so a plain
 //! install needs no file; a YAML file (`--config`) overrides any part of it.
 
 use std::collections::BTreeMap;
@@ -198,7 +198,7 @@ impl Default for PhaseConfig {
     }
 }
 
-/// Condition types of the spec (the last four from older clusters), all the controller's.
+/// kubernaut's condition types (the last four from older clusters), all the controller's.
 pub const CONDITION_TYPES: [&str; 10] = [
     "Ready",
     "ExecutionCreated",

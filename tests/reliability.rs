@@ -1,4 +1,4 @@
-//! Issue 6, reliability and security: bad input against the real HTTPS server, faults under a
+//! Reliability and security: bad input against the real HTTPS server, faults under a
 //! bounded loopback load, a soak (`WFE_SOAK_SECONDS`, short by default), allowed results against
 //! the CRD schema, and code hygiene. Figures are printed (`-- --nocapture`) and recorded in
 //! docs/reliability.md.

@@ -1,6 +1,6 @@
 //! `wfe-admission verify`: asks the API server whether both webhooks are in the path of the
 //! guarded status writes, with two dry-run writes to one stored object. Dry run: nothing is
-//! stored and no Event is recorded (spec section 7), so it is safe on a live cluster. It checks
+//! stored and no Event is recorded (docs/policy.md, Events), so it is safe on a live cluster. It checks
 //! what `helm status` and `kubectl get` cannot: that the API server calls the webhook, trusts
 //! its certificate and reaches it through the Service and NetworkPolicy.
 

@@ -1,4 +1,4 @@
-//! Old status + the writer's status + the writer + now -> one consistent status (spec section 4).
+//! Old status + the writer's status + the writer + now -> one consistent status (the combine rules of docs/policy.md).
 //!
 //! The rules run in the spec's order: ownership, conditions, write-once, derived fields, block
 //! clearance. The phase is never rewritten (only carried over when the writer left it out).

@@ -230,7 +230,7 @@ fn writer_line(s: &Subject) -> String {
     format!("{user} ({})", s.writers)
 }
 
-/// The mutating endpoint: combine the writer's status with the stored one (spec section 4).
+/// The mutating endpoint: combine the writer's status with the stored one (the combine rules).
 pub fn mutate<K: ReviewObject>(
     policy: &Policy,
     req: &AdmissionRequest<K>,
@@ -285,7 +285,7 @@ pub fn mutate<K: ReviewObject>(
     }
 }
 
-/// The validating endpoint: the phase move (spec section 3) and the clearance rules.
+/// The validating endpoint: the phase move and the clearance rules.
 pub fn validate<K: ReviewObject>(policy: &Policy, req: &AdmissionRequest<K>) -> Verdict {
     let Input {
         old,
@@ -353,7 +353,7 @@ fn judge(
                 TransitionError::UnknownPhase { .. } => DenyReason::UnknownPhase,
                 TransitionError::Illegal { .. } => DenyReason::IllegalPhaseTransition,
             };
-            // SPEC section 3: name the move and what would have been legal, also when the
+            // Name the move and what would have been legal, also when the
             // target is not a phase at all.
             let (what, hint) = match (&err, legal_moves(policy, from)) {
                 (TransitionError::UnknownPhase { .. }, Some(moves)) => (

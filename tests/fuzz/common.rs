@@ -1,5 +1,5 @@
 //! What the fuzz targets check, beyond "no panic, no hang": every answer serialises, every
-//! patch applies to the object it was made for, and mutation is idempotent (SPEC section 4: a
+//! patch applies to the object it was made for, and mutation is idempotent (the combine rules: a
 //! second pass over its own output yields an empty patch).
 
 use std::sync::OnceLock;

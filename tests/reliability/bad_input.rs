@@ -1,5 +1,5 @@
 //! Bad input against the real HTTPS server, beyond what tests/server.rs covers: each case gets
-//! the answer README's "What each input gets" table gives it, and a good request right after it
+//! the answer docs/policy.md's "What each input gets" table gives it, and a good request right after it
 //! still succeeds.
 
 use std::process::{Command, Stdio};
@@ -327,7 +327,7 @@ async fn unknown_phase_values_are_denied_403_and_never_rewritten() {
         let message = denied(&answer(&c, &server, "/validate", &body).await, 403);
         assert!(message.contains("may not move"), "{message}");
     }
-    // A stored value outside the enum may be repaired to a known phase (README).
+    // A stored value outside the enum may be repaired to a known phase (docs/policy.md).
     let body = review(
         CONTROLLER,
         json!({"phase": "Paused"}),

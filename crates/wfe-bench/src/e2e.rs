@@ -151,7 +151,7 @@ impl Mode {
     }
 }
 
-/// The transition rule of SPEC section 3 in CEL (an absent phase is Pending / keeps the old one).
+/// The phase transition rule in CEL (an absent phase is Pending / keeps the old one).
 pub const CEL_RULE: &str = "!has(self.phase) || self.phase == (has(oldSelf.phase) ? oldSelf.phase : 'Pending') || ((!has(oldSelf.phase) || oldSelf.phase == 'Pending') && self.phase in ['Running', 'Failed']) || (has(oldSelf.phase) && oldSelf.phase == 'Running' && self.phase in ['Completed', 'Failed'])";
 
 fn ssa() -> PatchParams {

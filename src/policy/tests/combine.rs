@@ -1,4 +1,4 @@
-//! SPEC.md section 4, rule by rule, in the spec's order. Every case that goes through `run` is
+//! The combine rules of docs/policy.md, rule by rule, in its order. Every case that goes through `run` is
 //! also checked for patch validity and idempotency (see `support::run_review_at`).
 
 use serde_json::{Value, json};
@@ -794,7 +794,7 @@ fn a_controller_rebuild_keeps_the_executors_credentials_when_it_is_separate() {
 
 #[test]
 fn with_the_default_shared_identity_the_controller_may_drop_the_credentials() {
-    // The executor shares the controller's identity by default (SPEC section 2), so the same
+    // The executor shares the controller's identity by default (docs/policy.md, writers), so the same
     // user owns `ephemeralCredentialIDs` and its removal stands. Pinned here as documented
     // behaviour; see the report.
     let p = policy();

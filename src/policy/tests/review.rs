@@ -1,4 +1,4 @@
-//! SPEC.md section 3 through `review::validate`, the requests both endpoints leave alone, and
+//! The phase rules of docs/policy.md through `review::validate`, the requests both endpoints leave alone, and
 //! the AdmissionReview fixtures in `tests/data/`.
 
 use kube::core::DynamicObject;
@@ -163,7 +163,7 @@ fn values_outside_the_enum_are_denied() {
                 "{message}"
             );
             assert!(message.contains(CONTROLLER), "{message}");
-            // SPEC section 3: from which phase to which, and what would have been legal.
+            // From which phase to which, and what would have been legal.
             assert!(message.contains(&format!("Running → {value}")), "{message}");
             assert!(message.contains("Completed, Failed"), "{message}");
         }

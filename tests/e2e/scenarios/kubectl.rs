@@ -1,5 +1,5 @@
 //! The kubectl commands the docs give admins, run as written with kubectl of the API server's
-//! release: docs/install.md's check of the wiring by hand, and the README's (and the spec's)
+//! release: docs/install.md's check of the wiring by hand, and the README's
 //! `kubectl get events -A --field-selector reason=...` for denials and corrections. The
 //! commands are read from the docs, so a doc that drifts fails here.
 

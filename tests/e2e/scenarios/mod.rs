@@ -1,4 +1,4 @@
-//! The scenarios of issue 3, in the order they run. Each creates its own objects.
+//! The end-to-end scenarios, in the order they run. Each creates its own objects.
 
 mod concurrent;
 mod dry_run;

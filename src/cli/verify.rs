@@ -1,12 +1,15 @@
 //! `wfe-admission verify`: asks the API server whether both webhooks are in the path of the
 //! guarded status writes, with two dry-run writes to one stored object. Dry run: nothing is
-//! stored and no Event is recorded (docs/policy.md, Events), so it is safe on a live cluster. It checks
-//! what `helm status` and `kubectl get` cannot: that the API server calls the webhook, trusts
-//! its certificate and reaches it through the Service and NetworkPolicy.
+//! stored and no Event is recorded (docs/policy.md, Events), so it is safe on a live cluster.
+//! It checks what `helm status` and `kubectl get` cannot: that the API server calls the
+//! webhook, trusts its certificate and reaches it through the Service and NetworkPolicy.
+//!
+//! Right after an install there may be no object to write to: then it creates one of its own,
+//! with a spec no kubernaut controller acts on, and deletes it after the checks.
 
 use std::process::ExitCode;
 
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::core::DynamicObject;
 use serde_json::{Map, Value, json};
 
@@ -19,6 +22,8 @@ use crate::status::{StatusManager, api_for};
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// Namespace of the object to write to (default: the first object in any namespace).
+    /// With no object there, one is created in this namespace (default: `default`) for the
+    /// checks and deleted after them.
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
     /// The object to write to (default: the first one listed).
@@ -43,8 +48,15 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub object: String,
+    /// The object was created for the checks and deleted after them.
+    pub throwaway: bool,
     pub checks: Vec<Check>,
 }
+
+/// Where a throwaway object goes when no namespace is given.
+pub const THROWAWAY_NAMESPACE: &str = "default";
+/// Label of every object `verify` creates, so a left-over one is easy to find.
+pub const THROWAWAY_LABEL: &str = "wfe-admission.kubernaut.ai/verify";
 
 impl Report {
     pub fn passed(&self) -> bool {
@@ -52,7 +64,8 @@ impl Report {
     }
 }
 
-/// Finds the object, then makes both dry-run writes. `Err` when there is nothing to write to.
+/// Finds the object (or creates a throwaway one), then makes both dry-run writes. `Err` when
+/// there is nothing to write to and none can be made, or a throwaway cannot be deleted.
 pub async fn verify(
     client: &kube::Client,
     policy: &Policy,
@@ -62,25 +75,33 @@ pub async fn verify(
     let r = &policy.config.resource;
     let api_version = format!("{}/{}", r.group, r.version);
     let listed = api_for(client, policy, &api_version, &r.kind, namespace);
-    let object = match name {
-        Some(name) => listed
-            .get(name)
-            .await
-            .map_err(|e| format!("cannot read {} {name}: {}", r.resource, describe(&e.into())))?,
-        None => listed
-            .list(&ListParams::default().limit(1))
-            .await
-            .map_err(|e| format!("cannot list {}: {}", r.resource, describe(&e.into())))?
-            .items
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
+    let found =
+        match name {
+            Some(name) => Some(listed.get(name).await.map_err(|e| {
+                format!("cannot read {} {name}: {}", r.resource, describe(&e.into()))
+            })?),
+            None => listed
+                .list(&ListParams::default().limit(1))
+                .await
+                .map_err(|e| format!("cannot list {}: {}", r.resource, describe(&e.into())))?
+                .items
+                .into_iter()
+                .next(),
+        };
+    let (object, throwaway) = match found {
+        Some(object) => (object, false),
+        None => {
+            let ns = namespace.unwrap_or(THROWAWAY_NAMESPACE);
+            let api = api_for(client, policy, &api_version, &r.kind, Some(ns));
+            let created = create_throwaway(&api, policy).await.map_err(|e| {
                 format!(
-                    "no {} found in {}: verify writes (dry run) to a stored one; create one or pass --namespace and --name",
+                    "no {} found in {}, and none could be created to check on in namespace {ns}: {e}; create one, or pass --namespace and --name of a stored one",
                     r.resource,
                     namespace.map_or("any namespace".into(), |ns| format!("namespace {ns}"))
                 )
-            })?,
+            })?;
+            (created, true)
+        }
     };
     let ns = object.metadata.namespace.clone();
     let api = api_for(client, policy, &api_version, &r.kind, ns.as_deref());
@@ -94,10 +115,56 @@ pub async fn verify(
         validating(&writes, policy).await,
         mutating(&writes, policy).await,
     ];
+    let object = format!("{}/{name}", ns.as_deref().unwrap_or("-"));
+    if throwaway {
+        api.delete(&name, &DeleteParams::background())
+            .await
+            .map_err(|e| {
+                format!(
+                    "checked, but cannot delete the object made for it, {object}: {}; delete it by hand (label {THROWAWAY_LABEL})",
+                    describe(&e.into())
+                )
+            })?;
+    }
     Ok(Report {
-        object: format!("{}/{name}", ns.as_deref().unwrap_or("-")),
+        object,
+        throwaway,
         checks,
     })
+}
+
+/// A WorkflowExecution no kubernaut controller acts on: kubernaut's controllers watch only
+/// their own namespace, and even there this spec fails their validation before anything is
+/// launched (no execution bundle, no engine, a target that names no resource).
+async fn create_throwaway(
+    api: &Api<DynamicObject>,
+    policy: &Policy,
+) -> Result<DynamicObject, String> {
+    let r = &policy.config.resource;
+    if r.kind != "WorkflowExecution" {
+        return Err(format!("verify knows no valid spec for a {}", r.kind));
+    }
+    let suffix = jiff::Timestamp::now().as_nanosecond().rem_euclid(1 << 24);
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{}/{}", r.group, r.version),
+        "kind": r.kind,
+        "metadata": {
+            "name": format!("wfe-admission-verify-{suffix:06x}"),
+            "labels": {THROWAWAY_LABEL: "throwaway"},
+        },
+        "spec": {
+            "remediationRequestRef": {"kind": "RemediationRequest", "name": "wfe-admission-verify"},
+            "targetResource": "wfe-admission-verify",
+            "workflowRef": {
+                "workflowId": "wfe-admission-verify", "workflowName": "wfe-admission-verify",
+                "actionType": "wfe-admission-verify", "version": "0", "executionBundle": "",
+            },
+        },
+    }))
+    .map_err(|e| e.to_string())?;
+    api.create(&PostParams::default(), &object)
+        .await
+        .map_err(|e| describe(&e.into()))
 }
 
 /// The object both checks write to, through the status manager's dry run (read, change, write,
@@ -252,7 +319,12 @@ pub fn run(args: VerifyArgs) -> ExitCode {
     let (config, kubeconfig) = (cluster.config.as_deref(), cluster.kubeconfig.as_deref());
     super::kube::run_with_cluster(config, kubeconfig, |policy, client| async move {
         let report = verify(&client, &policy, namespace.as_deref(), name.as_deref()).await?;
-        println!("verify: dry-run status writes to {}", report.object);
+        let made = if report.throwaway {
+            " (made for this check, and deleted)"
+        } else {
+            ""
+        };
+        println!("verify: dry-run status writes to {}{made}", report.object);
         for c in &report.checks {
             let mark = if c.passed { "ok  " } else { "FAIL" };
             println!("{mark} {}: {}", c.name, c.detail);

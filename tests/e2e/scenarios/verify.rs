@@ -1,6 +1,7 @@
 //! `wfe-admission verify`: with both webhooks registered it passes, leaving nothing stored and no
 //! Event; against a CRD copy no webhook guards it fails, saying which webhook is missing; with
-//! no object to write to it cannot tell and says so. (Webhook down: `webhook_down.rs`.)
+//! no object to write to it checks on one it makes and deletes, and where it cannot make one it
+//! cannot tell and says so. (Webhook down: `webhook_down.rs`.)
 
 use std::process::Command;
 use std::sync::Arc;
@@ -94,13 +95,31 @@ pub async fn both_webhooks(ctx: Arc<Ctx>) -> Result<()> {
             && !e.contains('\n')),
         "{missing:?}"
     );
-    // No object to write to: it cannot tell (exit 2), and says what it needs.
-    let ran = run_verify(&kubeconfig, &["--namespace", "verify-empty"])?;
+    // Right after an install, no object to write to: as the admin, it checks on one it makes
+    // and deletes, leaving nothing behind.
+    let fresh = super::unique("verify-fresh");
+    cluster::create_namespace(&ctx.clients.admin, &fresh).await?;
+    let admin = std::path::Path::new(&ctx.access.admin_kubeconfig);
+    let ran = run_verify(admin, &["--namespace", &fresh])?;
+    ensure!(
+        ran.code == Some(0)
+            && ran.stdout.contains("(made for this check, and deleted)")
+            && ran.stdout.contains("ok   validating:")
+            && ran.stdout.contains("ok   mutating:"),
+        "{ran:#?}"
+    );
+    let left = cluster::wfe_api(&ctx.clients.admin, &fresh)
+        .list(&Default::default())
+        .await?;
+    ensure!(left.items.is_empty(), "verify left {:?}", left.items);
+    // Nowhere to make one (the namespace does not exist): it cannot tell (exit 2), and says
+    // what it needs.
+    let ran = run_verify(&kubeconfig, &["--namespace", "verify-none"])?;
     ensure!(
         ran.code == Some(2)
             && ran
                 .stderr
-                .contains("no workflowexecutions found in namespace verify-empty")
+                .contains("no workflowexecutions found in namespace verify-none")
             && ran.stderr.contains("--name"),
         "{ran:#?}"
     );

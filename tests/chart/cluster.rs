@@ -78,7 +78,8 @@ mod plane;
 #[path = "cluster/window.rs"]
 mod window;
 
-use local::{Webhook, ca_bundles, free_port, local_args, poll};
+pub(crate) use local::{Webhook, free_port, local_args};
+use local::{ca_bundles, poll};
 pub use plane::Cluster;
 
 /// An installed release; `helm uninstall` on drop unless the case already did.

@@ -5,7 +5,7 @@ use super::*;
 
 /// Args of the installed Deployment, with the in-cluster addresses and paths replaced by
 /// local ones (everything else — the certificate mode, names, log flags — as the chart set it).
-pub(super) fn local_args(stored_deployment: &Value, replace: &[(&str, String)]) -> Vec<String> {
+pub(crate) fn local_args(stored_deployment: &Value, replace: &[(&str, String)]) -> Vec<String> {
     let args = stored_deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
         .expect("args");
@@ -28,18 +28,18 @@ pub(super) fn local_args(stored_deployment: &Value, replace: &[(&str, String)]) 
     out
 }
 
-pub(super) fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     wfe_bench::process::free_port().expect("free port")
 }
 
 /// The webhook binary as a child process; killed on drop.
-pub(super) struct Webhook {
+pub(crate) struct Webhook {
     child: Child,
     log: PathBuf,
 }
 
 impl Webhook {
-    pub(super) fn start(
+    pub(crate) fn start(
         args: &[String],
         kubeconfig: &Path,
         log: PathBuf,
@@ -107,7 +107,7 @@ impl Webhook {
         }
     }
 
-    pub(super) fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

@@ -179,3 +179,98 @@ pub(super) fn extra_resources_are_guarded_everywhere(ctx: &mut Ctx) {
         ("batch.example.com", "v1", "Run", "runs", "status")
     );
 }
+
+/// A policy of one's own, the supported way: a values file with a `policy:` key, as an admin
+/// passes it with `-f`. The binary started with exactly the rendered Deployment's args (only
+/// addresses and in-pod paths made local) and the rendered ConfigMap serves that policy.
+pub(super) fn an_own_policy_from_a_values_file_is_what_the_rendered_pod_serves(ctx: &mut Ctx) {
+    use crate::cluster::{Webhook, free_port, local_args};
+    use std::net::SocketAddr;
+    use wfe_bench::fixtures::{CONTROLLER, Size, object, status_update_review};
+
+    let my_policy_values = "\
+policy:
+  phase:
+    values: [Pending, Running, Paused, Completed, Failed]
+    transitions:
+      Pending: [Running, Failed]
+      Running: [Paused, Completed, Failed]
+      Paused: [Running, Failed]
+";
+    let own: Value = serde_saphyr::from_str(my_policy_values).expect("values file");
+    let m = render(ctx, &merged(mode_values("provided"), &own));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    let rendered = m.one("ConfigMap")["data"]["policy.yaml"]
+        .as_str()
+        .expect("policy.yaml");
+    std::fs::write(&policy, rendered).expect("write policy");
+    let certs = dir.path().join("certs");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+        .args(["certs", "--host", "127.0.0.1", "--days", "1", "--out"])
+        .arg(&certs)
+        .output()
+        .expect("certs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let probe = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let args = local_args(
+        m.one("Deployment"),
+        &[
+            ("--listen", format!("127.0.0.1:{port}")),
+            ("--probe-listen", probe.to_string()),
+            ("--config", policy.display().to_string()),
+            ("--tls-cert", certs.join("tls.crt").display().to_string()),
+            ("--tls-key", certs.join("tls.key").display().to_string()),
+        ],
+    );
+    // No cluster here: without credentials the webhook answers and records no Events.
+    let nowhere = dir.path().join("no-kubeconfig");
+    let webhook = Webhook::start(&args, &nowhere, dir.path().join("webhook.log"), probe);
+
+    let user = json!({"username": CONTROLLER, "groups": ["system:serviceaccounts"]});
+    let ask = |from: &str, to: &str| -> Value {
+        let review = status_update_review(
+            "own-policy",
+            user.clone(),
+            object(Size::Small, json!({"phase": from})),
+            object(Size::Small, json!({"phase": to})),
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let client = reqwest::Client::builder()
+                .no_proxy()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .expect("client");
+            client
+                .post(format!("https://127.0.0.1:{port}/validate"))
+                .json(&review)
+                .send()
+                .await
+                .expect("POST /validate")
+                .json::<Value>()
+                .await
+                .expect("review")
+        })["response"]
+            .clone()
+    };
+    let paused = ask("Running", "Paused");
+    assert_eq!(paused["allowed"], true, "{paused}\n{}", webhook.log_text());
+    let denied = ask("Paused", "Completed");
+    assert_eq!(denied["allowed"], false, "{denied}");
+    let message = denied["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("illegal phase transition Paused → Completed")
+            && message.contains("Running")
+            && message.contains("Failed"),
+        "{message}"
+    );
+}

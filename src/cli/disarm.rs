@@ -10,14 +10,8 @@ use crate::status::StatusManager;
 
 #[derive(Debug, clap::Args)]
 pub struct DisarmArgs {
-    /// Mutating and validating webhook configurations to disarm (one name may be both).
-    #[arg(
-        long,
-        env = "WFE_WEBHOOK_CONFIGURATIONS",
-        value_delimiter = ',',
-        default_value = "wfe-admission"
-    )]
-    pub webhook_configurations: Vec<String>,
+    #[command(flatten)]
+    pub own: super::kube::OwnConfigurations,
     #[command(flatten)]
     pub cluster: super::kube::PolicyAndCluster,
 }
@@ -25,7 +19,7 @@ pub struct DisarmArgs {
 /// Exit 0 when every configuration found fails open (none found is fine: nothing to refuse a
 /// write), 2 when a write failed.
 pub fn run(args: DisarmArgs) -> ExitCode {
-    let names = args.webhook_configurations.clone();
+    let names = args.own.webhook_configurations.clone();
     super::kube::run_with_cluster(
         args.cluster.config.as_deref(),
         args.cluster.kubeconfig.as_deref(),

@@ -23,6 +23,20 @@ pub struct PolicyAndCluster {
     pub kubeconfig: Option<PathBuf>,
 }
 
+/// The webhook's own mutating and validating configurations (one name may be both), which
+/// `serve` keeps in self-managed mode and `disarm` makes fail open.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OwnConfigurations {
+    /// The webhook's own mutating and validating configurations (one name may be both).
+    #[arg(
+        long,
+        env = "WFE_WEBHOOK_CONFIGURATIONS",
+        value_delimiter = ',',
+        default_value = "wfe-admission"
+    )]
+    pub webhook_configurations: Vec<String>,
+}
+
 /// From `--kubeconfig`, else the usual inference (in-cluster service account, `$KUBECONFIG`,
 /// `~/.kube/config`).
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, String> {

@@ -89,14 +89,10 @@ pub struct ServeArgs {
     /// webhook URL); repeatable or comma-separated.
     #[arg(long = "cert-host", env = "WFE_CERT_HOSTS", value_delimiter = ',')]
     pub cert_hosts: Vec<String>,
-    /// Mutating and validating webhook configurations whose caBundle a self-managed webhook keeps.
-    #[arg(
-        long,
-        env = "WFE_WEBHOOK_CONFIGURATIONS",
-        value_delimiter = ',',
-        default_value = "wfe-admission"
-    )]
-    pub webhook_configurations: Vec<String>,
+    /// The configurations whose caBundle, match conditions and failure policy a self-managed
+    /// webhook keeps.
+    #[command(flatten)]
+    pub own: super::kube::OwnConfigurations,
     /// Lifetime of a self-managed serving pair (the CA lives twice as long).
     #[arg(long, env = "WFE_CERT_VALIDITY", default_value = "8760h", value_parser = parse_duration)]
     pub cert_validity: Duration,
@@ -130,7 +126,7 @@ impl ServeArgs {
             secret: self.cert_secret.clone(),
             service: self.service_name.clone(),
             extra_hosts: self.cert_hosts.clone(),
-            webhook_configurations: self.webhook_configurations.clone(),
+            webhook_configurations: self.own.webhook_configurations.clone(),
             validity: self.cert_validity,
             renew_before: self.cert_renew_before,
             check_interval: self.cert_check_interval,

@@ -79,7 +79,7 @@ mod plane;
 mod window;
 
 pub(crate) use local::{Webhook, free_port, local_args};
-use local::{ca_bundles, poll};
+use local::{ca_bundles, poll, start_release_pod};
 pub use plane::Cluster;
 
 /// An installed release; `helm uninstall` on drop unless the case already did.
@@ -440,27 +440,14 @@ fn install_self_managed_mode_and_run_it_with_the_chart_rbac(ctx: &mut Ctx) {
     // Run the webhook with the Deployment's own flags, as the service account: it must create
     // its Secret and inject the CA into both installed configurations with that RBAC alone.
     let dir = cluster.workdir("self-managed");
-    let policy = dir.join("policy.yaml");
-    std::fs::write(&policy, stored_policy(cluster)).expect("write policy");
-    let (port, probe_port) = (free_port(), free_port());
-    let probe = SocketAddr::from(([127, 0, 0, 1], probe_port));
-    let deployment = cluster
-        .stored(manifest.one("Deployment"))
-        .expect("Deployment");
-    let args = local_args(
-        &deployment,
-        &[
-            ("--listen", format!("127.0.0.1:{port}")),
-            ("--probe-listen", probe.to_string()),
-            ("--config", policy.display().to_string()),
-        ],
-    );
+    let port = free_port();
+    let listen = SocketAddr::from(([127, 0, 0, 1], port));
+    let (webhook, args) = start_release_pod(cluster, &manifest, &dir, "local", listen, &[]);
     assert!(
         args.contains(&"--cert-mode=self-managed".to_string()),
         "{args:?}"
     );
-    let kubeconfig = cluster.write_sa_kubeconfig(&dir);
-    let webhook = Webhook::start(&args, &kubeconfig, dir.join("webhook.log"), probe);
+    let policy = dir.join("policy-local.yaml");
 
     let secret_api: Api<Secret> = Api::namespaced(cluster.admin.clone(), NS);
     let secret = poll("the webhook's Secret", 20, || {
@@ -710,24 +697,12 @@ fn install_provided_mode_and_guard_status_end_to_end(ctx: &mut Ctx) {
     ));
 
     // The webhook, locally, with the installed policy and the Deployment's flags.
-    let policy = dir.join("policy.yaml");
-    std::fs::write(&policy, stored_policy(cluster)).expect("write policy");
-    let probe = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let deployment = cluster
-        .stored(manifest.one("Deployment"))
-        .expect("Deployment");
-    let args = local_args(
-        &deployment,
-        &[
-            ("--listen", format!("127.0.0.1:{port}")),
-            ("--probe-listen", probe.to_string()),
-            ("--config", policy.display().to_string()),
-            ("--tls-cert", certs.join("tls.crt").display().to_string()),
-            ("--tls-key", certs.join("tls.key").display().to_string()),
-        ],
-    );
-    let kubeconfig = cluster.write_sa_kubeconfig(&dir);
-    let webhook = Webhook::start(&args, &kubeconfig, dir.join("webhook.log"), probe);
+    let listen = SocketAddr::from(([127, 0, 0, 1], port));
+    let files = [
+        ("--tls-cert", certs.join("tls.crt").display().to_string()),
+        ("--tls-key", certs.join("tls.key").display().to_string()),
+    ];
+    let (webhook, _) = start_release_pod(cluster, &manifest, &dir, "local", listen, &files);
 
     // A WorkflowExecution, created as the orchestrator would (the admin here).
     let sample: Value = serde_saphyr::from_str(

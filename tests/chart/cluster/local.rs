@@ -28,6 +28,35 @@ pub(crate) fn local_args(stored_deployment: &Value, replace: &[(&str, String)]) 
     out
 }
 
+/// The webhook of the installed release run here as its pod would run: the stored
+/// Deployment's args with `listen` and a probe port of its own, the stored policy in `dir`, as
+/// the service account. `more` replaces further flags (in-pod paths).
+pub(super) fn start_release_pod(
+    cluster: &Cluster,
+    manifest: &Manifests,
+    dir: &Path,
+    name: &str,
+    listen: SocketAddr,
+    more: &[(&str, String)],
+) -> (Webhook, Vec<String>) {
+    let policy = dir.join(format!("policy-{name}.yaml"));
+    std::fs::write(&policy, stored_policy(cluster)).expect("write policy");
+    let probe = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let deployment = cluster
+        .stored(manifest.one("Deployment"))
+        .expect("Deployment");
+    let mut replace = vec![
+        ("--listen", listen.to_string()),
+        ("--probe-listen", probe.to_string()),
+        ("--config", policy.display().to_string()),
+    ];
+    replace.extend(more.iter().cloned());
+    let args = local_args(&deployment, &replace);
+    let kubeconfig = cluster.write_sa_kubeconfig(dir);
+    let log = dir.join(format!("webhook-{name}.log"));
+    (Webhook::start(&args, &kubeconfig, log, probe), args)
+}
+
 pub(crate) fn free_port() -> u16 {
     wfe_bench::process::free_port().expect("free port")
 }

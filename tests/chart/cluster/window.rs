@@ -238,24 +238,8 @@ struct Pod {
 }
 
 fn start_pod(cluster: &Cluster, manifest: &Manifests, dir: &Path, name: &str) -> Pod {
-    let policy = dir.join(format!("policy-{name}.yaml"));
-    std::fs::write(&policy, stored_policy(cluster)).expect("write policy");
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let probe = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let deployment = cluster
-        .stored(manifest.one("Deployment"))
-        .expect("Deployment");
-    let args = local_args(
-        &deployment,
-        &[
-            ("--listen", addr.to_string()),
-            ("--probe-listen", probe.to_string()),
-            ("--config", policy.display().to_string()),
-        ],
-    );
-    let kubeconfig = cluster.write_sa_kubeconfig(dir);
-    let log = dir.join(format!("webhook-{name}.log"));
-    let webhook = Webhook::start(&args, &kubeconfig, log, probe);
+    let (webhook, _) = start_release_pod(cluster, manifest, dir, name, addr, &[]);
     Pod { webhook, addr }
 }
 

@@ -117,6 +117,7 @@ struct Inner {
     corrections: Family<EndpointLabels, Counter>,
     latency: HistogramFamily,
     cert_not_after: Gauge,
+    client_auth_required: Gauge,
     cert_reloads: Family<ResultLabels, Counter>,
     config_reloads: Family<ResultLabels, Counter>,
     events: Family<ResultLabels, Counter>,
@@ -152,6 +153,7 @@ impl Metrics {
         let corrections = Family::<EndpointLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let cert_not_after = Gauge::default();
+        let client_auth_required = Gauge::default();
         let cert_reloads = Family::<ResultLabels, Counter>::default();
         let config_reloads = Family::<ResultLabels, Counter>::default();
         let events = Family::<ResultLabels, Counter>::default();
@@ -182,6 +184,11 @@ impl Metrics {
             cert_not_after.clone(),
         );
         registry.register(
+            "client_auth_required",
+            "1 when only callers with a client certificate of --client-ca get through the handshake",
+            client_auth_required.clone(),
+        );
+        registry.register(
             "certificate_reloads",
             "Serving certificate reload attempts that changed or failed",
             cert_reloads.clone(),
@@ -208,6 +215,7 @@ impl Metrics {
             corrections,
             latency,
             cert_not_after,
+            client_auth_required,
             cert_reloads,
             config_reloads,
             events,
@@ -261,6 +269,10 @@ impl Metrics {
             .requests
             .get_or_create(&RequestLabels { endpoint, outcome })
             .inc();
+    }
+
+    pub fn client_auth_required(&self, required: bool) {
+        self.0.client_auth_required.set(i64::from(required));
     }
 
     pub fn cert_loaded(&self, not_after: i64) {

@@ -466,11 +466,43 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
         .expect("client");
     assert_eq!(post(&trusted, &server.url("/validate"), &body).await.0, 200);
 
-    let stranger = client_builder(&server.ca)
-        .identity(identity(&bundle()))
-        .build()
-        .expect("client");
-    assert!(refused(&stranger, &server.url("/validate"), &body).await);
+    let other_ca = bundle();
+    let with = |ca: &certgen::Bundle| {
+        client_builder(&server.ca)
+            .identity(identity(ca))
+            .build()
+            .expect("client")
+    };
+    assert!(refused(&with(&other_ca), &server.url("/validate"), &body).await);
+    let metrics = reqwest::get(server.probe_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("wfe_admission_client_auth_required 1"),
+        "{metrics}"
+    );
+
+    // The CA reloads like the serving pair: swapped in whole, the other CA's callers get
+    // through on new connections and the old one's do not.
+    let swapped = ca_dir.path().join("client-ca.new");
+    std::fs::write(&swapped, &other_ca.ca_cert).expect("write");
+    std::fs::rename(&swapped, &ca_path).expect("swap");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now_ok = !refused(&with(&other_ca), &server.url("/validate"), &body).await;
+        if now_ok {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client CA was not reloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused(&with(&client_ca), &server.url("/validate"), &body).await);
     server.stop().await;
 }
 
@@ -646,4 +678,51 @@ async fn during_the_shutdown_delay_answers_go_on_and_http1_connections_are_close
 
     shutdown.await.expect("shutdown");
     assert!(TcpStream::connect(server.addr).await.is_err());
+}
+
+/// The probe that arms the configurations and that `verify` uses: an answer over TLS checked
+/// against the bundle, a refusal for want of a client certificate, or no answer.
+#[tokio::test]
+async fn the_probe_tells_open_from_client_certificate_only_from_untrusted() {
+    use wfe_admission::arming::probe::{Answer, answers};
+    use wfe_admission::webhook_configs::Endpoint;
+    install_provider();
+    let wait = std::time::Duration::from_secs(5);
+    let at = |server: &TestServer, bundle: &str| Endpoint {
+        url: server.url("/validate"),
+        ca_bundle: Some(bundle.as_bytes().to_vec()),
+    };
+    let open = start().await;
+    // A GET: answered without counting as an unreadable review.
+    assert_eq!(
+        answers(&at(&open, &open.ca), wait).await,
+        Ok(Answer::Http(405))
+    );
+    let metrics = reqwest::get(open.probe_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(!metrics.contains("outcome=\"invalid\""), "{metrics}");
+    assert!(
+        metrics.contains("wfe_admission_client_auth_required 0"),
+        "{metrics}"
+    );
+    let untrusted = answers(&at(&open, &bundle().ca_cert), wait).await;
+    assert!(
+        untrusted.as_ref().is_err_and(|e| e.contains("TLS")),
+        "{untrusted:?}"
+    );
+    open.stop().await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("client-ca.crt");
+    std::fs::write(&path, bundle().ca_cert).expect("write");
+    let closed = start_with(move |o| o.client_ca = Some(path), Config::default()).await;
+    assert_eq!(
+        answers(&at(&closed, &closed.ca), wait).await,
+        Ok(Answer::ClientCertificateRequired)
+    );
+    closed.stop().await;
 }

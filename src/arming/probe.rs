@@ -1,5 +1,7 @@
 //! Does a webhook answer at a URL the way the API server calls it: over TLS that verifies
-//! against the configuration's bundle, for the URL's host? Any HTTP answer counts. The request
+//! against the configuration's bundle, for the URL's host? Any HTTP answer counts, and so does
+//! a refusal for want of a client certificate (`--client-ca`): the server's certificate was
+//! verified before it asked for one, and only the API server holds one. The request
 //! is a GET, which the webhook answers 405 without counting it as a review: a POST that is no
 //! review would count as unreadable and trip the alert on those.
 
@@ -36,14 +38,35 @@ pub fn split_url(url: &str) -> Result<(String, u16, String), String> {
     Ok((host.to_string(), port, path.to_string()))
 }
 
-/// The status code the webhook answered with, or why there was no answer.
-pub async fn answers(endpoint: &Endpoint, timeout: Duration) -> Result<u16, String> {
+/// How the webhook answered a caller without a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// An HTTP status: it serves anyone who reaches it.
+    Http(u16),
+    /// The handshake was refused for want of a client certificate.
+    ClientCertificateRequired,
+}
+
+/// How the webhook answered, or why there was no answer.
+pub async fn answers(endpoint: &Endpoint, timeout: Duration) -> Result<Answer, String> {
     tokio::time::timeout(timeout, ask(endpoint))
         .await
         .map_err(|_| format!("no answer from {} within {timeout:?}", endpoint.url))?
 }
 
-async fn ask(endpoint: &Endpoint) -> Result<u16, String> {
+/// Whether an I/O error is the server's TLS alert asking for a client certificate.
+fn wants_client_certificate(e: &std::io::Error) -> bool {
+    use rustls::AlertDescription::{BadCertificate, CertificateRequired};
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::AlertReceived(
+            CertificateRequired | BadCertificate
+        ))
+    )
+}
+
+async fn ask(endpoint: &Endpoint) -> Result<Answer, String> {
     let (host, port, path) = split_url(&endpoint.url)?;
     let bundle = endpoint
         .ca_bundle
@@ -61,20 +84,30 @@ async fn ask(endpoint: &Endpoint) -> Result<u16, String> {
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| format!("{}: {e}", endpoint.url))?;
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let connected = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
-        .await
-        .map_err(|e| format!("{}: TLS: {e}", endpoint.url))?;
+        .await;
+    let mut tls = match connected {
+        Ok(tls) => tls,
+        Err(e) if wants_client_certificate(&e) => return Ok(Answer::ClientCertificateRequired),
+        Err(e) => return Err(format!("{}: TLS: {e}", endpoint.url)),
+    };
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    tls.write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("{}: {e}", endpoint.url))?;
+    match tls.write_all(request.as_bytes()).await {
+        Err(e) if wants_client_certificate(&e) => return Ok(Answer::ClientCertificateRequired),
+        Err(e) => return Err(format!("{}: {e}", endpoint.url)),
+        Ok(()) => {}
+    }
     let mut head = [0u8; 16];
     let mut read = 0;
     while read < head.len() {
         match tls.read(&mut head[read..]).await {
             Ok(0) => break,
             Ok(n) => read += n,
+            // TLS 1.3: the server asks for a certificate after the client's handshake is done.
+            Err(e) if wants_client_certificate(&e) => {
+                return Ok(Answer::ClientCertificateRequired);
+            }
             Err(e) => return Err(format!("{}: {e}", endpoint.url)),
         }
     }
@@ -82,6 +115,7 @@ async fn ask(endpoint: &Endpoint) -> Result<u16, String> {
     line.strip_prefix("HTTP/1.1 ")
         .and_then(|s| s.get(..3))
         .and_then(|code| code.parse().ok())
+        .map(Answer::Http)
         .ok_or_else(|| format!("{}: not an HTTP answer: {line:?}", endpoint.url))
 }
 

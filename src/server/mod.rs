@@ -2,6 +2,7 @@
 //! a separate plain port, graceful shutdown.
 
 pub mod admission;
+pub mod client_ca;
 pub mod files;
 pub mod probes;
 pub mod status_object;
@@ -116,11 +117,15 @@ pub async fn start(
     sink: Option<Arc<dyn VerdictSink>>,
 ) -> Result<Running, ServerError> {
     let certs = CertStore::new(options.cert.clone(), metrics.clone())?;
-    let tls = tls::server_config(
-        Arc::clone(&certs),
-        options.client_ca.as_deref(),
-        options.tls_min_version,
-    )?;
+    let client_ca = match options.client_ca.as_deref() {
+        Some(path) => Some(client_ca::ClientCa::load(path, metrics.clone())?),
+        None => None,
+    };
+    metrics.client_auth_required(client_ca.is_some());
+    if let Some(ca) = &client_ca {
+        ca.spawn_reloader(options.cert_reload_interval);
+    }
+    let tls = tls::server_config(Arc::clone(&certs), client_ca, options.tls_min_version)?;
     certs.spawn_reloader(options.cert_reload_interval);
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
 
 use crate::metrics::Metrics;
 
@@ -31,7 +31,7 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-fn invalid(what: impl Into<String>, message: impl ToString) -> TlsError {
+pub(super) fn invalid(what: impl Into<String>, message: impl ToString) -> TlsError {
     TlsError::Invalid {
         what: what.into(),
         message: message.to_string(),
@@ -212,37 +212,14 @@ impl MinVersion {
 /// verification.
 pub fn server_config(
     store: Arc<CertStore>,
-    client_ca: Option<&Path>,
+    client_ca: Option<Arc<super::client_ca::ClientCa>>,
     min: MinVersion,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = provider();
-    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(min.versions())?;
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_protocol_versions(min.versions())?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
-        Some(path) => {
-            let pem = std::fs::read(path).map_err(|source| TlsError::Read {
-                path: path.display().to_string(),
-                source,
-            })?;
-            let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| invalid(format!("client CA {}", path.display()), e))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| invalid(format!("client CA {}", path.display()), e))?;
-            }
-            if roots.is_empty() {
-                return Err(invalid(
-                    format!("client CA {}", path.display()),
-                    "no PEM certificate found",
-                ));
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| invalid(format!("client CA {}", path.display()), e))?;
-            builder.with_client_cert_verifier(verifier)
-        }
+        Some(ca) => builder.with_client_cert_verifier(ca),
     };
     let mut config = builder.with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

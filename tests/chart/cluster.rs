@@ -303,6 +303,8 @@ fn install_cert_manager_mode(ctx: &mut Ctx) {
         "wfe-admission verify",
         "kubectl get events -A --field-selector reason=IllegalPhaseTransition",
         "kubectl get events -A --field-selector reason=StatusFieldRestored",
+        "Callers: not authenticated",
+        "wfe_admission_client_auth_required",
     ] {
         assert!(
             release.notes.contains(needle),

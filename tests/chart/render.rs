@@ -65,6 +65,7 @@ pub fn cases() -> Vec<Case> {
         case!(deployment::deployment_flags_per_mode),
         case!(deployment::deployment_flags_exist_in_the_binary),
         case!(deployment::network_ports_and_tls_values_reach_the_pod),
+        case!(deployment::client_auth_mounts_the_ca_and_requires_client_certificates),
         case!(deployment::service_and_pdb_select_the_pods),
         case!(rbac::rbac_is_least_privilege_per_mode),
         case!(rbac::status_write_rbac_only_for_the_status_manager),

@@ -74,6 +74,10 @@ webhook looks each name up as either kind (--webhook-configurations).
 {{- end }}
 
 {{/* The Secret holding tls.crt and tls.key, whoever writes it. */}}
+{{- define "wfe-admission.clientCaConfigMapName" -}}
+{{- printf "%s-client-ca" (include "wfe-admission.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "wfe-admission.certSecretName" -}}
 {{- $c := .Values.certificates }}
 {{- if eq $c.mode "provided" }}

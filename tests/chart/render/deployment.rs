@@ -373,3 +373,84 @@ pub(super) fn service_and_pdb_select_the_pods(ctx: &mut Ctx) {
     let m = render(ctx, &json!({"podDisruptionBudget": {"enabled": false}}));
     assert!(!m.has("PodDisruptionBudget"));
 }
+
+/// `clientAuth`: the CA from a Secret or from PEM in the values, mounted as a directory (so it
+/// reloads) and passed as `--client-ca`; anything else is refused at render time.
+pub(super) fn client_auth_mounts_the_ca_and_requires_client_certificates(ctx: &mut Ctx) {
+    let client_ca = |m: &Manifests| -> Vec<String> {
+        strs(&container(m)["args"])
+            .into_iter()
+            .filter(|a| a.starts_with("--client-ca"))
+            .map(String::from)
+            .collect()
+    };
+    let volume = |m: &Manifests| -> Option<Value> {
+        let d = m.one("Deployment");
+        d["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["name"] == "client-ca").cloned())
+    };
+    let m = render(ctx, &json!({}));
+    assert!(client_ca(&m).is_empty() && volume(&m).is_none());
+
+    let want = vec!["--client-ca=/client-ca/ca.crt".to_string()];
+    let m = render(
+        ctx,
+        &json!({"clientAuth": {"enabled": true, "caSecret": "apiserver-webhook-client-ca"}}),
+    );
+    assert_eq!(client_ca(&m), want);
+    assert_eq!(
+        volume(&m),
+        Some(
+            json!({"name": "client-ca", "secret": {"secretName": "apiserver-webhook-client-ca",
+            "items": [{"key": "ca.crt", "path": "ca.crt"}]}})
+        )
+    );
+    let mounts = container(&m)["volumeMounts"].as_array().expect("mounts");
+    assert!(mounts.iter().any(|v| v["name"] == "client-ca"
+        && v["mountPath"] == "/client-ca"
+        && v["readOnly"] == true
+        && v.get("subPath").is_none()));
+    assert!(
+        !m.ids()
+            .contains(&"ConfigMap/wfe-admission-client-ca".to_string())
+    );
+
+    let pem = test_ca_pem();
+    let m = render(
+        ctx,
+        &json!({"clientAuth": {"enabled": true, "caBundle": pem}}),
+    );
+    assert_eq!(client_ca(&m), want);
+    let cm = m.get("ConfigMap", "wfe-admission-client-ca");
+    assert_eq!(
+        cm["data"]["ca.crt"].as_str().map(str::trim),
+        Some(pem.trim())
+    );
+    assert_eq!(
+        volume(&m).map(|v| v["configMap"]["name"].clone()),
+        Some(json!("wfe-admission-client-ca"))
+    );
+
+    for (values, needle) in [
+        (
+            json!({"enabled": true}),
+            "exactly one of clientAuth.caSecret",
+        ),
+        (
+            json!({"enabled": true, "caSecret": "s", "caBundle": pem}),
+            "exactly one of clientAuth.caSecret",
+        ),
+        (
+            json!({"enabled": true, "caBundle": "not a certificate"}),
+            "clientAuth.caBundle must be a PEM certificate",
+        ),
+    ] {
+        let err = ctx
+            .helm()
+            .template(RELEASE, NS, &json!({"clientAuth": values}))
+            .err()
+            .unwrap_or_else(|| panic!("helm template accepted clientAuth {values}"));
+        assert!(err.contains(needle), "{err}");
+    }
+}

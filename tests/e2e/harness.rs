@@ -220,7 +220,10 @@ async fn setup(plane: &ControlPlane) -> Result<Ctx> {
     prepare_probes(&clients.admin).await?;
     scenarios::mutate_condition::prepare(&clients.admin).await?;
 
-    let webhook = Webhook::start(clients.webhook.clone()).await?;
+    // The API server presents its webhook client certificate (start.sh's AdmissionConfiguration):
+    // every scenario runs against a webhook that answers nobody else.
+    let client_ca = std::path::PathBuf::from(plane.var("WFE_WEBHOOK_CLIENT_CA")?);
+    let webhook = Webhook::start(clients.webhook.clone(), Some(client_ca)).await?;
     webhook.register(&clients.admin).await?;
     wait_effective(&clients).await?;
     Ok(Ctx {

@@ -62,7 +62,12 @@ pub struct Webhook {
 
 impl Webhook {
     /// Starts on 127.0.0.1:0; `events_client` records the Events (the webhook's identity).
-    pub async fn start(events_client: Client) -> Result<Self> {
+    /// With `client_ca` only callers with a client certificate of that CA (the API server's)
+    /// get through the handshake.
+    pub async fn start(
+        events_client: Client,
+        client_ca: Option<std::path::PathBuf>,
+    ) -> Result<Self> {
         let bundle = certgen::generate(&["127.0.0.1".to_string()], Validity::days(1))
             .context("cannot generate the webhook certificate")?;
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -75,6 +80,7 @@ impl Webhook {
             },
         );
         options.shutdown_grace = Duration::from_secs(2);
+        options.client_ca = client_ca;
         let policy = Arc::new(ArcSwap::from_pointee(policy()?));
         let metrics = Metrics::new();
         let sink: Arc<dyn VerdictSink> = Arc::new(events::spawn(

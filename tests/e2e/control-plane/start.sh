@@ -14,7 +14,8 @@
 #   kubeconfig   admin (wfe-admin, system:masters) via client certificate
 #   pids         one pid per line: kube-apiserver first, then etcd
 #   pki/         CA, serving cert, service-account keys, tokens.csv, client certs
-#                (client-admin.*, client-operator.*)
+#                (client-admin.*, client-operator.*), and the client pair and CA the API
+#                server presents to webhooks (webhook-client*, admission-config.yaml)
 #   logs/        etcd.log, kube-apiserver.log
 #   etcd-data/   etcd's data dir
 # Stop with stop.sh <workdir>. Needs: openssl, curl, python3 (free ports) or bash.
@@ -143,6 +144,49 @@ keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
 subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 
+# The client certificate kube-apiserver presents to admission webhooks, from a CA of its own:
+# a webhook that trusts only this CA (serve --client-ca) answers nobody else, not even a
+# holder of an admin's client certificate. The AdmissionConfiguration hands the pair to both
+# webhook admission plugins for every webhook host ("*").
+openssl_q req -x509 -newkey rsa:2048 -nodes -days 3650 -sha256 \
+  -keyout "$PKI/webhook-client-ca.key" -out "$PKI/webhook-client-ca.crt" \
+  -subj "/CN=wfe-e2e-webhook-client-ca" \
+  -addext "basicConstraints=critical,CA:TRUE" \
+  -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
+openssl_q req -newkey rsa:2048 -nodes -sha256 -keyout "$PKI/webhook-client.key" \
+  -out "$PKI/webhook-client.csr" -subj "/CN=kube-apiserver-webhook-client"
+printf '%s\n' "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth" >"$PKI/webhook-client.ext"
+openssl_q x509 -req -in "$PKI/webhook-client.csr" -CA "$PKI/webhook-client-ca.crt" \
+  -CAkey "$PKI/webhook-client-ca.key" -CAcreateserial -days 3650 -sha256 \
+  -extfile "$PKI/webhook-client.ext" -out "$PKI/webhook-client.crt"
+rm -f "$PKI/webhook-client.csr" "$PKI/webhook-client.ext"
+cat >"$PKI/webhook-kubeconfig.yaml" <<EOF
+apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user:
+    client-certificate: $PKI/webhook-client.crt
+    client-key: $PKI/webhook-client.key
+EOF
+cat >"$PKI/admission-config.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+- name: ValidatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $PKI/webhook-kubeconfig.yaml
+- name: MutatingAdmissionWebhook
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: $PKI/webhook-kubeconfig.yaml
+EOF
+
 # Service-account token signing key pair.
 openssl_q genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key"
 openssl_q pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub"
@@ -246,6 +290,7 @@ fi
   --client-ca-file="$PKI/ca.crt" \
   --token-auth-file="$PKI/tokens.csv" \
   --authorization-mode=Node,RBAC \
+  --admission-control-config-file="$PKI/admission-config.yaml" \
   --enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,DefaultTolerationSeconds,ResourceQuota,MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-account-key-file="$PKI/sa.pub" \
@@ -312,6 +357,7 @@ chmod 600 "$WD/kubeconfig"
   kv KUBE_APISERVER_URL "$URL"
   kv KUBE_APISERVER_PORT "$APISERVER_PORT"
   kv KUBE_CA_FILE "$PKI/ca.crt"
+  kv WFE_WEBHOOK_CLIENT_CA "$PKI/webhook-client-ca.crt"
   kv KUBECONFIG "$WD/kubeconfig"
   kv KUBE_APISERVER_PID "$APISERVER_PID"
   kv ETCD_PID "$ETCD_PID"

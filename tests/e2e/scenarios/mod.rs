@@ -3,6 +3,7 @@
 mod concurrent;
 mod dry_run;
 mod events;
+mod forged;
 mod image;
 mod kubectl;
 mod kubernaut;
@@ -144,6 +145,11 @@ pub fn all() -> Vec<Scenario> {
             "events_corrections_and_series",
             MINUTE,
             events::corrections_and_series
+        ),
+        scenario!(
+            "forged_reviews_get_no_answer_and_no_event",
+            MINUTE,
+            forged::forged_reviews_get_no_answer
         ),
         scenario!(
             "events_not_recorded_for_superseded_denials",

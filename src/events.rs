@@ -4,6 +4,12 @@
 //! an answer. A worker publishes through kube-runtime's recorder (repeats on the same object
 //! aggregate into a series), each attempt bounded by a timeout and retried with backoff; a full
 //! queue drops the event and counts it.
+//!
+//! What a flood of made-up reviews can do when anyone reaches the port is bounded too: an Event
+//! only regards an object that is stored with the uid the review named, and each object gets a
+//! few Events per reason per window ([`budget`]).
+
+pub mod budget;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,6 +158,9 @@ pub struct EventOptions {
     pub controller: String,
     /// `reportingInstance`, e.g. the pod name.
     pub instance: Option<String>,
+    /// Events per object and reason within `budget_window` at most.
+    pub per_object: u32,
+    pub budget_window: Duration,
 }
 
 impl Default for EventOptions {
@@ -163,6 +172,8 @@ impl Default for EventOptions {
             backoff: Duration::from_millis(200),
             controller: "wfe-admission".into(),
             instance: std::env::var("POD_NAME").ok(),
+            per_object: 20,
+            budget_window: Duration::from_secs(600),
         }
     }
 }
@@ -203,14 +214,18 @@ pub fn spawn(
     let worker_metrics = metrics.clone();
     let worker_policy = Arc::clone(&policy);
     tokio::spawn(async move {
+        let mut budget = budget::Budget::new(options.per_object, options.budget_window);
         while let Some(draft) = rx.recv().await {
             let current = worker_policy.load_full();
-            if superseded(&client, &current, &draft, options.attempt_timeout).await {
-                tracing::debug!(
-                    reason = %draft.reason,
-                    name = draft.regarding.name.as_deref().unwrap_or(""),
-                    "denial judged against a stale copy and superseded; not recorded"
-                );
+            let name = draft.regarding.name.as_deref().unwrap_or("");
+            let live = live_object(&client, &current, &draft, options.attempt_timeout).await;
+            if let Some(why) = not_to_record(&current, &draft, &live) {
+                tracing::debug!(reason = %draft.reason, name, why, "not recorded");
+                continue;
+            }
+            let namespace = draft.regarding.namespace.as_deref().unwrap_or("");
+            if !budget.admit(namespace, name, &draft.reason, std::time::Instant::now()) {
+                worker_metrics.event(Attempt::Limited);
                 continue;
             }
             publish(&recorder, &draft, &options, &worker_metrics).await;
@@ -232,42 +247,58 @@ pub fn spawn(
     }
 }
 
-/// Whether a phase-move denial was judged against a stale copy of the object and superseded.
-///
-/// The API server first judges an update against its watch cache's copy; when that fails it
-/// reads the stored object and, if it was newer, runs the update (admission included) again,
-/// so the writer never sees the first denial (etcd3 `GuaranteedUpdate`). A quick
-/// `Running` then `Completed` from one controller regularly gets `Pending → Completed` denied
-/// that way. Recording it would show admins a refusal that never happened, so: when the object
-/// is no longer at the judged version and, from its phase now, the move is not refused (it is
-/// there already, or the move is legal), the denial is not recorded. Without an answer from the
-/// API server it is recorded.
-async fn superseded(client: &Client, policy: &Policy, draft: &Draft, limit: Duration) -> bool {
-    let (Some(judged), Some(api_version), Some(kind), Some(name)) = (
-        &draft.judged,
-        draft.regarding.api_version.as_deref(),
-        draft.regarding.kind.as_deref(),
-        draft.regarding.name.as_deref(),
+/// The stored object an Event would regard, as far as the API server answered.
+enum Live {
+    Found(Box<kube::core::DynamicObject>),
+    Gone,
+    Unknown,
+}
+
+async fn live_object(client: &Client, policy: &Policy, draft: &Draft, limit: Duration) -> Live {
+    let r = &draft.regarding;
+    let (Some(api_version), Some(kind), Some(name)) = (
+        r.api_version.as_deref(),
+        r.kind.as_deref(),
+        r.name.as_deref(),
     ) else {
-        return false;
+        return Live::Unknown;
     };
-    let api = crate::status::api_for(
-        client,
-        policy,
-        api_version,
-        kind,
-        draft.regarding.namespace.as_deref(),
-    );
-    let live = match tokio::time::timeout(limit, api.get(name)).await {
-        Ok(Ok(live)) => live,
+    let api = crate::status::api_for(client, policy, api_version, kind, r.namespace.as_deref());
+    match tokio::time::timeout(limit, api.get(name)).await {
+        Ok(Ok(live)) => Live::Found(Box::new(live)),
+        Ok(Err(kube::Error::Api(e))) if e.code == 404 => Live::Gone,
         Ok(Err(e)) => {
-            tracing::debug!(error = %e, name, "cannot read the object to confirm a denial");
-            return false;
+            tracing::debug!(error = %e, name, "cannot read the object an Event would regard");
+            Live::Unknown
         }
-        Err(_) => return false,
+        Err(_) => Live::Unknown,
+    }
+}
+
+/// Why a draft is not recorded, if it is not. Without an answer from the API server it is.
+///
+/// - The object is not stored, or is stored with another uid: the review named no real
+///   write (a made-up review, or one about an object deleted since), so nothing was refused.
+/// - A phase-move denial judged against a stale copy and superseded. The API server first
+///   judges an update against its watch cache's copy; when that fails it reads the stored
+///   object and, if it was newer, runs the update (admission included) again, so the writer
+///   never sees the first denial (etcd3 `GuaranteedUpdate`). A quick `Running` then
+///   `Completed` from one controller regularly gets `Pending → Completed` denied that way.
+///   Recording it would show admins a refusal that never happened, so: when the object is no
+///   longer at the judged version and, from its phase now, the move is not refused (it is
+///   there already, or the move is legal), the denial is not recorded.
+fn not_to_record(policy: &Policy, draft: &Draft, live: &Live) -> Option<&'static str> {
+    let live = match live {
+        Live::Unknown => return None,
+        Live::Gone => return Some("the object it regards is not stored"),
+        Live::Found(live) => live,
     };
+    if draft.regarding.uid.is_some() && live.metadata.uid != draft.regarding.uid {
+        return Some("the object stored under that name has another uid");
+    }
+    let judged = draft.judged.as_ref()?;
     if live.metadata.resource_version.as_deref() == Some(judged.version.as_str()) {
-        return false;
+        return None;
     }
     let phases = &policy.phases;
     let status = live
@@ -275,9 +306,10 @@ async fn superseded(client: &Client, policy: &Policy, draft: &Draft, limit: Dura
         .get("status")
         .and_then(serde_json::Value::as_object);
     let now = phases.current(PhaseValue::read(status, &phases.field));
-    now == judged.to
+    let superseded = now == judged.to
         || (draft.reason == DenyReason::IllegalPhaseTransition.as_str()
-            && phases.check(now, &judged.to).is_ok())
+            && phases.check(now, &judged.to).is_ok());
+    superseded.then_some("denial judged against a stale copy and superseded")
 }
 
 async fn publish(recorder: &Recorder, draft: &Draft, options: &EventOptions, metrics: &Metrics) {
@@ -375,6 +407,40 @@ mod tests {
                 to: "Running".into()
             })
         );
+    }
+
+    fn stored(uid: &str, version: &str, phase: &str) -> Live {
+        let object: kube::core::DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubernaut.ai/v1alpha1", "kind": "WorkflowExecution",
+            "metadata": {"name": "wfe-1", "namespace": "default", "uid": uid,
+                         "resourceVersion": version},
+            "status": {"phase": phase},
+        }))
+        .expect("object");
+        Live::Found(Box::new(object))
+    }
+
+    #[test]
+    fn only_denials_about_a_stored_object_with_that_uid_that_still_stand_are_recorded() {
+        let p = policy(Config::default());
+        let d = drafts(&p, Endpoint::Validate, &verdict(deny(), vec![], false)).remove(0);
+        // No answer from the API server: recorded.
+        assert_eq!(not_to_record(&p, &d, &Live::Unknown), None);
+        // A made-up name, or a made-up uid for a real name: nothing was refused.
+        assert!(not_to_record(&p, &d, &Live::Gone).is_some());
+        assert!(not_to_record(&p, &d, &stored("u-other", "7", "Completed")).is_some());
+        // At the judged version: recorded.
+        assert_eq!(
+            not_to_record(&p, &d, &stored("u-1", "7", "Completed")),
+            None
+        );
+        // Newer, and still Completed: the move is still illegal, recorded.
+        assert_eq!(
+            not_to_record(&p, &d, &stored("u-1", "9", "Completed")),
+            None
+        );
+        // Newer and already Running: superseded.
+        assert!(not_to_record(&p, &d, &stored("u-1", "9", "Running")).is_some());
     }
 
     #[test]

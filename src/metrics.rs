@@ -60,6 +60,7 @@ impl Attempt {
             Attempt::Failure => "failure",
             Attempt::Dropped => "dropped",
             Attempt::Conflict => "conflict",
+            Attempt::Limited => "limited",
         }
     }
 }
@@ -101,6 +102,8 @@ pub enum Attempt {
     Dropped,
     /// A write that hit a 409 and was retried.
     Conflict,
+    /// Not recorded: the object had its share of Events for that reason.
+    Limited,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

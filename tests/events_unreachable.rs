@@ -143,3 +143,78 @@ async fn a_silent_api_server_neither_delays_answers_nor_fills_memory() {
     webhook.stop().await;
     held.abort();
 }
+
+/// Without client authentication anyone who reaches the port can have reviews judged. A flood
+/// of made-up denials, each blaming another user so that no two Events would aggregate, stays
+/// bounded: a few Events per object and reason (the rest counted as limited), and metric label
+/// sets that carry nothing a review supplies.
+#[tokio::test]
+async fn a_flood_of_forged_reviews_is_bounded_per_object_and_in_the_metrics() {
+    let per_object = 5;
+    let webhook = webhook_with_events(
+        client_for("https://127.0.0.1:1"),
+        EventOptions {
+            attempts: 1,
+            attempt_timeout: Duration::from_millis(500),
+            backoff: Duration::from_millis(10),
+            per_object,
+            ..EventOptions::default()
+        },
+    )
+    .await;
+    let c = client(&webhook.ca);
+    let url = webhook.url("/validate");
+    let forged: u64 = 200;
+    for i in 0..forged {
+        let user = format!("forger-{i}@example.com");
+        let (code, answer) = post(
+            &c,
+            &url,
+            &review(
+                &user,
+                json!({"phase": "Completed"}),
+                json!({"phase": "Running"}),
+            ),
+        )
+        .await;
+        assert_eq!(code, 200);
+        assert_eq!(answer["response"]["allowed"], false);
+    }
+    let metrics = webhook.metrics().clone();
+    let settled = move || {
+        metrics.events_count(Attempt::Failure)
+            + metrics.events_count(Attempt::Limited)
+            + metrics.events_count(Attempt::Dropped)
+            == forged
+    };
+    wait_for(
+        "every forged denial to be dealt with",
+        Duration::from_secs(30),
+        settled,
+    )
+    .await;
+    let m = webhook.metrics();
+    // Publishing fails here (no API server), but only the object's share was even tried.
+    assert_eq!(m.events_count(Attempt::Failure), u64::from(per_object));
+    assert_eq!(m.events_count(Attempt::Dropped), 0);
+    let text = reqwest::get(webhook.probe_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        text.contains(&format!(
+            r#"wfe_admission_events_total{{result="limited"}} {}"#,
+            forged - u64::from(per_object)
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("forger-"),
+        "a label carries a reviewer's value:\n{text}"
+    );
+    let series = text.lines().filter(|l| !l.starts_with('#')).count();
+    assert!(series < 100, "{series} series after a flood:\n{text}");
+    webhook.stop().await;
+}

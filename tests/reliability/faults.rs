@@ -343,6 +343,7 @@ async fn events_api_unreachable_answers_are_unaffected_and_losses_are_counted() 
             backoff: Duration::from_millis(20),
             controller: "wfe-admission".into(),
             instance: None,
+            ..EventOptions::default()
         },
     )
     .await;
@@ -357,24 +358,27 @@ async fn events_api_unreachable_answers_are_unaffected_and_losses_are_counted() 
     assert_nothing_lost("events API unreachable", &report);
     assert_eq!(report.sent.len(), total);
 
-    // Every denial's Event is accounted for: dropped at the full queue, or failed after its
-    // retries. None succeeded, none vanished.
+    // Every denial's Event is accounted for: dropped at the full queue, past its object's
+    // share, or failed after its retries. None succeeded, none vanished.
     let accounted = eventually(Duration::from_secs(60), || {
-        metrics.events_count(Attempt::Failure) + metrics.events_count(Attempt::Dropped)
+        metrics.events_count(Attempt::Failure)
+            + metrics.events_count(Attempt::Dropped)
+            + metrics.events_count(Attempt::Limited)
             == total as u64
     })
     .await;
-    let (failed, dropped, ok) = (
+    let (failed, dropped, limited, ok) = (
         metrics.events_count(Attempt::Failure),
         metrics.events_count(Attempt::Dropped),
+        metrics.events_count(Attempt::Limited),
         metrics.events_count(Attempt::Success),
     );
     println!(
-        "events API unreachable: {total} denials answered; events failed {failed}, dropped {dropped}, recorded {ok}"
+        "events API unreachable: {total} denials answered; events failed {failed}, dropped {dropped}, limited {limited}, recorded {ok}"
     );
     assert!(
         accounted,
-        "failed {failed} + dropped {dropped} != {total} denials"
+        "failed {failed} + dropped {dropped} + limited {limited} != {total} denials"
     );
     assert_eq!(ok, 0);
     assert!(dropped > 0 && failed > 0, "the small queue shows both");

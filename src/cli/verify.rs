@@ -29,6 +29,9 @@ pub struct VerifyArgs {
     /// The object to write to (default: the first one listed).
     #[arg(long, requires = "namespace")]
     pub name: Option<String>,
+    /// The webhook configurations whose endpoints the client-authentication line probes.
+    #[command(flatten)]
+    pub own: super::kube::OwnConfigurations,
     #[command(flatten)]
     pub cluster: super::kube::PolicyAndCluster,
 }
@@ -310,10 +313,69 @@ fn webhook_denial(e: &WriteError) -> Option<String> {
     }
 }
 
+/// Whether each webhook of the named configurations requires a client certificate, probed
+/// from here the way a caller without one would reach it: one line per endpoint.
+pub async fn client_auth(client: &kube::Client, names: &[String]) -> Vec<String> {
+    use crate::arming::probe::{Answer, answers};
+    use crate::webhook_configs::OwnConfiguration;
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    };
+    async fn endpoints<K: OwnConfiguration>(
+        client: &kube::Client,
+        name: &str,
+    ) -> Result<Vec<crate::webhook_configs::Endpoint>, String> {
+        match Api::<K>::all(client.clone()).get_opt(name).await {
+            Ok(found) => Ok(found.map(|c| c.endpoints()).unwrap_or_default()),
+            Err(e) => Err(format!(
+                "cannot read {} {name}: {}",
+                K::kind(&()),
+                describe(&e.into())
+            )),
+        }
+    }
+    let mut lines = Vec::new();
+    for name in names {
+        let found = [
+            endpoints::<MutatingWebhookConfiguration>(client, name).await,
+            endpoints::<ValidatingWebhookConfiguration>(client, name).await,
+        ];
+        for result in found {
+            let list = match result {
+                Ok(list) => list,
+                Err(e) => {
+                    lines.push(format!("cannot tell: {e}"));
+                    continue;
+                }
+            };
+            for endpoint in list {
+                let url = &endpoint.url;
+                lines.push(match answers(&endpoint, std::time::Duration::from_secs(3)).await {
+                    Ok(Answer::ClientCertificateRequired) => {
+                        format!("{url}: client certificate required")
+                    }
+                    Ok(Answer::Http(_)) => format!(
+                        "{url}: answers callers without a client certificate (anyone who reaches it can have Events recorded; docs/security.md)"
+                    ),
+                    Err(e) => format!("{url}: cannot tell from here: {e}"),
+                });
+            }
+        }
+    }
+    if lines.is_empty() {
+        lines.push(format!(
+            "cannot tell: no webhook configuration named {}",
+            names.join(", ")
+        ));
+    }
+    lines
+}
+
 pub fn run(args: VerifyArgs) -> ExitCode {
     let VerifyArgs {
         namespace,
         name,
+        own,
         cluster,
     } = args;
     let (config, kubeconfig) = (cluster.config.as_deref(), cluster.kubeconfig.as_deref());
@@ -328,6 +390,10 @@ pub fn run(args: VerifyArgs) -> ExitCode {
         for c in &report.checks {
             let mark = if c.passed { "ok  " } else { "FAIL" };
             println!("{mark} {}: {}", c.name, c.detail);
+        }
+        // Informational: it does not change the exit code.
+        for line in client_auth(&client, &own.webhook_configurations).await {
+            println!("info client-auth: {line}");
         }
         Ok(report.passed())
     })

@@ -100,7 +100,21 @@ pub async fn both_webhooks(ctx: Arc<Ctx>) -> Result<()> {
     let fresh = super::unique("verify-fresh");
     cluster::create_namespace(&ctx.clients.admin, &fresh).await?;
     let admin = std::path::Path::new(&ctx.access.admin_kubeconfig);
-    let ran = run_verify(admin, &["--namespace", &fresh])?;
+    let ran = run_verify(
+        admin,
+        &[
+            "--namespace",
+            &fresh,
+            "--webhook-configurations",
+            crate::webhook::CONFIG_NAME,
+        ],
+    )?;
+    // The suite's webhook answers only the API server's client certificate, and says so.
+    ensure!(
+        ran.stdout.matches("info client-auth: ").count() == 2
+            && ran.stdout.matches(": client certificate required").count() == 2,
+        "{ran:#?}"
+    );
     ensure!(
         ran.code == Some(0)
             && ran.stdout.contains("(made for this check, and deleted)")

@@ -83,12 +83,7 @@ async fn a_closed_port_fails_the_event_after_retries_not_the_answer() {
     .await;
     assert_eq!(webhook.metrics().events_count(Attempt::Failure), 1);
     assert_eq!(webhook.metrics().events_count(Attempt::Success), 0);
-    let text = reqwest::get(webhook.probe_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = webhook.metrics_text().await;
     assert!(
         text.contains(r#"wfe_admission_events_total{result="failure"} 1"#),
         "{text}"
@@ -197,12 +192,7 @@ async fn a_flood_of_forged_reviews_is_bounded_per_object_and_in_the_metrics() {
     // Publishing fails here (no API server), but only the object's share was even tried.
     assert_eq!(m.events_count(Attempt::Failure), u64::from(per_object));
     assert_eq!(m.events_count(Attempt::Dropped), 0);
-    let text = reqwest::get(webhook.probe_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = webhook.metrics_text().await;
     assert!(
         text.contains(&format!(
             r#"wfe_admission_events_total{{result="limited"}} {}"#,

@@ -165,12 +165,7 @@ async fn unreadable_reviews_get_a_clear_400_and_the_server_keeps_serving() {
     }
     let (code, answer) = post(&c, &server.url("/validate"), &good).await;
     assert_eq!((code, &answer["response"]["allowed"]), (200, &json!(true)));
-    let metrics = reqwest::get(server.probe_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics_text().await;
     assert!(
         metrics
             .contains(r#"wfe_admission_requests_total{endpoint="validate",outcome="invalid"} 6"#),
@@ -474,12 +469,7 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
             .expect("client")
     };
     assert!(refused(&with(&other_ca), &server.url("/validate"), &body).await);
-    let metrics = reqwest::get(server.probe_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics_text().await;
     assert!(
         metrics.contains("wfe_admission_client_auth_required 1"),
         "{metrics}"
@@ -698,12 +688,7 @@ async fn the_probe_tells_open_from_client_certificate_only_from_untrusted() {
         answers(&at(&open, &open.ca), wait).await,
         Ok(Answer::Http(405))
     );
-    let metrics = reqwest::get(open.probe_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = open.metrics_text().await;
     assert!(!metrics.contains("outcome=\"invalid\""), "{metrics}");
     assert!(
         metrics.contains("wfe_admission_client_auth_required 0"),

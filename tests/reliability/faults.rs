@@ -382,12 +382,7 @@ async fn events_api_unreachable_answers_are_unaffected_and_losses_are_counted() 
     );
     assert_eq!(ok, 0);
     assert!(dropped > 0 && failed > 0, "the small queue shows both");
-    let text = reqwest::get(server.probe_url("/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = server.metrics_text().await;
     for needle in [
         format!(r#"wfe_admission_events_total{{result="failure"}} {failed}"#),
         format!(r#"wfe_admission_events_total{{result="dropped"}} {dropped}"#),

@@ -69,6 +69,16 @@ impl TestServer {
         self.running.as_ref().expect("running").metrics.clone()
     }
 
+    /// What `/metrics` on the probe port serves.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(self.probe_url("/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;

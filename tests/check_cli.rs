@@ -248,3 +248,57 @@ fn verify_exits_2_when_it_cannot_ask_the_api_server() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--namespace"), "{stderr}");
 }
+
+fn lint(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+        .arg("lint")
+        .args(args)
+        .output()
+        .expect("run wfe-admission lint");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn lint_exits_0_clean_1_with_findings_2_on_a_file_that_does_not_load() {
+    let (code, out, _) = lint(&[]);
+    assert_eq!((code, out.trim()), (0, "lint: 0 finding(s)"));
+
+    let (code, out, _) = lint(&["--config", "tests/data/lint/paused-dead-end.yaml"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("lint: dead-end: Paused is not terminal but has no way out"),
+        "{out}"
+    );
+    assert!(out.ends_with("lint: 1 finding(s)\n"), "{out}");
+
+    // Against the default policy: Failed is removed (objects in it would be outside the table).
+    let (code, out, _) = lint(&[
+        "--config",
+        "tests/data/lint/no-failed.yaml",
+        "--against",
+        "tests/data/lint/paused-dead-end.yaml",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    for removed in ["Paused", "Failed"] {
+        assert!(
+            out.contains(&format!(
+                "lint: removed: {removed} is a phase of the policy it replaces"
+            )),
+            "{out}"
+        );
+    }
+
+    let (code, out, err) = lint(&["--config", "tests/data/lint/terminal-way-out.yaml"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        err.contains("phase.transitions.Completed") && err.contains("is terminal"),
+        "{err}"
+    );
+    let (code, _, err) = lint(&["--against", "tests/data/lint/missing.yaml"]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("error: --against: "), "{err}");
+}

@@ -1,10 +1,11 @@
-//! Subcommands: serve, check, certs, repair, verify, match-conditions, disarm.
+//! Subcommands: serve, check, certs, repair, verify, match-conditions, disarm, lint.
 
 pub mod certs;
 pub mod check;
 pub mod conditions;
 pub mod disarm;
 pub mod kube;
+pub mod lint;
 pub(crate) mod policy_reload;
 pub mod repair;
 pub mod serve;
@@ -58,6 +59,11 @@ pub enum Command {
     /// Make the webhook's own configurations fail open (failurePolicy Ignore): the chart's
     /// pre-delete hook, and an emergency exit while no webhook answers.
     Disarm(disarm::DisarmArgs),
+    /// Find what a policy's phase table would strand: phases no object reaches or none leaves,
+    /// phases removed since --against, writers that can move nothing, and (--kubeconfig) the
+    /// stored objects left with no legal move. Exit 0 clean, 1 findings, 2 a file that does
+    /// not load.
+    Lint(lint::LintArgs),
 }
 
 pub fn init_logging(format: LogFormat, filter: &str) {
@@ -110,6 +116,7 @@ pub fn run(cli: Cli) -> ExitCode {
             repair::run(args)
         }
         Command::Verify(args) => verify::run(args),
+        Command::Lint(args) => lint::run(args),
         Command::Disarm(args) => {
             init_logging(cli.log_format, &cli.log);
             disarm::run(args)

@@ -1,6 +1,7 @@
 //! Pure decisions: no IO, no clock (callers pass `now`), no async.
 
 pub mod combine;
+pub mod lint;
 pub mod match_conditions;
 pub mod object;
 pub mod patch;

@@ -137,6 +137,11 @@ pub fn all() -> Vec<Scenario> {
             verify::unguarded
         ),
         scenario!(
+            "lint_names_the_objects_a_policy_would_strand",
+            MINUTE,
+            verify::lint_names_the_objects_a_policy_would_strand
+        ),
+        scenario!(
             "kubectl_commands_in_the_docs_work",
             MINUTE,
             kubectl::docs_commands

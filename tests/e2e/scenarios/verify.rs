@@ -192,3 +192,35 @@ fn run_verify(kubeconfig: &std::path::Path, args: &[&str]) -> Result<Ran> {
             .env_remove("KUBECONFIG"),
     )
 }
+
+/// `lint --kubeconfig`: the stored objects a policy change would leave with no legal move,
+/// by name, before the change guards them.
+pub async fn lint_names_the_objects_a_policy_would_strand(ctx: Arc<Ctx>) -> Result<()> {
+    let running = ctx.create_in("lint-running", &["Running"]).await?;
+    let done = ctx
+        .create_in("lint-done", &["Running", "Completed"])
+        .await?;
+    let dir = tempfile::tempdir()?;
+    let policy = dir.path().join("running-dead-end.yaml");
+    std::fs::write(
+        &policy,
+        "phase:\n  transitions:\n    Pending: [Running, Failed]\n    Running: []\nmoves:\n  orchestrator:\n    - {from: [Pending], to: Failed, fields: [failureReason]}\n",
+    )?;
+    let ran = Ran::run(
+        Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+            .arg("lint")
+            .arg("--config")
+            .arg(&policy)
+            .arg("--kubeconfig")
+            .arg(&ctx.access.admin_kubeconfig)
+            .env_remove("KUBECONFIG"),
+    )?;
+    ensure!(ran.code == Some(1), "{ran:#?}");
+    ensure!(
+        ran.stdout.contains(&format!(
+            "lint: stranded: {NS}/{running} is in Running, which has no legal move under this policy"
+        )) && !ran.stdout.contains(&format!("{NS}/{done} ")),
+        "{ran:#?}"
+    );
+    Ok(())
+}

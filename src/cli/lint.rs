@@ -1,0 +1,99 @@
+//! `wfe-admission lint`: before a policy change guards live objects, what in its phase table
+//! would strand an object or a writer, against the policy it replaces and, with a cluster, the
+//! stored objects it would strand. Exit 0 clean, 1 findings, 2 a file that does not load (or a
+//! cluster that cannot be read).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kube::api::ListParams;
+
+use crate::policy::Policy;
+use crate::policy::lint::{self, Finding};
+
+#[derive(Debug, clap::Args)]
+pub struct LintArgs {
+    /// The policy file to check (default: the WorkflowExecution policy).
+    #[arg(long, env = "WFE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The policy it replaces: phases it has and the new one lacks are findings.
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// Also list the stored objects the policy would leave with no legal move.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Policy, String> {
+    let config = super::load_config(path).map_err(|e| e.to_string())?;
+    Policy::new(config).map_err(|e| e.to_string())
+}
+
+/// The stored objects of the guarded resource in a phase with no way out.
+async fn stranded(policy: &Policy, kubeconfig: &std::path::Path) -> Result<Vec<Finding>, String> {
+    let client = super::kube::client(Some(kubeconfig)).await?;
+    let r = &policy.config.resource;
+    let api_version = format!("{}/{}", r.group, r.version);
+    let api = crate::status::api_for(&client, policy, &api_version, &r.kind, None);
+    let field = &policy.config.phase.field;
+    let mut found = Vec::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api
+            .list(&params)
+            .await
+            .map_err(|e| format!("cannot list {}: {e}", r.resource))?;
+        for o in &page.items {
+            let phase = o.data["status"][field.as_str()]
+                .as_str()
+                .filter(|p| !p.is_empty())
+                .unwrap_or(&policy.config.phase.initial);
+            let name = format!(
+                "{}/{}",
+                o.metadata.namespace.as_deref().unwrap_or("-"),
+                o.metadata.name.as_deref().unwrap_or("")
+            );
+            found.extend(lint::stranded(&policy.config, &name, phase));
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(next) => params = params.continue_token(&next),
+            None => return Ok(found),
+        }
+    }
+}
+
+pub fn run(args: LintArgs) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    };
+    let policy = match load(args.config.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let against = match args.against.as_deref().map(|p| load(Some(p))).transpose() {
+        Ok(a) => a,
+        Err(e) => return fail(format!("--against: {e}")),
+    };
+    let mut found = lint::lint(&policy.config, against.as_ref().map(|p| &p.config));
+    if let Some(kubeconfig) = &args.kubeconfig {
+        let listed = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| rt.block_on(stranded(&policy, kubeconfig)));
+        match listed {
+            Ok(more) => found.extend(more),
+            Err(e) => return fail(e),
+        }
+    }
+    for f in &found {
+        println!("lint: {}: {}", f.kind, f.message);
+    }
+    println!("lint: {} finding(s)", found.len());
+    if found.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -87,17 +87,27 @@ macro_rules! own_configuration {
 
 own_configuration!(MutatingWebhookConfiguration, ValidatingWebhookConfiguration);
 
-/// Applies `edit` (true when it changed something) to the configuration of kind `K` named
-/// `name`, retried on conflict; `None` when there is no such configuration.
+/// Applies `edit` (true when it changed something) to the webhooks of the configuration of kind
+/// `K` named `name`, retried on conflict; `None` when there is no such configuration.
 pub async fn edit_configuration<K: OwnConfiguration>(
     client: &Client,
     writer: &RetryingWriter,
     name: &str,
     mut edit: impl FnMut(Vec<WebhookParts<'_>>) -> bool,
 ) -> Result<Option<WriteOutcome>, WriteError> {
+    edit_object::<K>(client, writer, name, |c| edit(c.parts())).await
+}
+
+/// As [`edit_configuration`], with the whole object (its annotations too).
+pub async fn edit_object<K: OwnConfiguration>(
+    client: &Client,
+    writer: &RetryingWriter,
+    name: &str,
+    edit: impl FnMut(&mut K) -> bool,
+) -> Result<Option<WriteOutcome>, WriteError> {
     let api: Api<K> = Api::all(client.clone());
     // The retried update reads first: its 404 is the "no such configuration" answer.
-    match writer.update_object(&api, name, |c| edit(c.parts())).await {
+    match writer.update_object(&api, name, edit).await {
         Ok(outcome) => Ok(Some(outcome)),
         Err(WriteError::Kube(KubeError::Api(e))) if e.code == 404 => Ok(None),
         Err(e) => Err(e),

@@ -13,13 +13,13 @@ use std::time::Duration;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
+use kube::Client;
 use kube::api::Api;
-use kube::{Client, Error as KubeError};
 
 use crate::retry::{RetryingWriter, WriteError, WriteOutcome};
 use crate::selfcert::{SelfCertError, SelfManagedOptions};
 use crate::status::StatusManager;
-use crate::webhook_configs::{OwnConfiguration, WebhookParts, edit_configuration};
+use crate::webhook_configs::{OwnConfiguration, WebhookParts, edit_configuration, edit_object};
 
 /// The failure policy the chart wants once a webhook answers: `Fail` or `Ignore`.
 pub const FAILURE_POLICY_ANNOTATION: &str = "wfe-admission.kubernaut.ai/failure-policy";
@@ -133,20 +133,14 @@ async fn disarm_one<K: OwnConfiguration>(
     writer: &RetryingWriter,
     name: &str,
 ) -> Result<bool, WriteError> {
-    let api: Api<K> = Api::all(client.clone());
-    let written = writer
-        .update_object(&api, name, |c: &mut K| {
-            let annotations = c.meta_mut().annotations.get_or_insert_default();
-            let before = annotations.insert(FAILURE_POLICY_ANNOTATION.into(), "Ignore".into());
-            let annotated = before.as_deref() != Some("Ignore");
-            set_failure_policy(c.parts(), "Ignore") | annotated
-        })
-        .await;
-    match written {
-        Ok(_) => Ok(true),
-        Err(WriteError::Kube(KubeError::Api(e))) if e.code == 404 => Ok(false),
-        Err(e) => Err(e),
-    }
+    let written = edit_object::<K>(client, writer, name, |c| {
+        let annotations = c.meta_mut().annotations.get_or_insert_default();
+        let before = annotations.insert(FAILURE_POLICY_ANNOTATION.into(), "Ignore".into());
+        let annotated = before.as_deref() != Some("Ignore");
+        set_failure_policy(c.parts(), "Ignore") | annotated
+    })
+    .await?;
+    Ok(written.is_some())
 }
 
 /// Every named configuration fails open; how many configurations there were.

@@ -10,6 +10,7 @@ use kube::api::ListParams;
 
 use crate::policy::Policy;
 use crate::policy::lint::{self, Finding};
+use crate::policy::transitions::PhaseValue;
 
 #[derive(Debug, clap::Args)]
 pub struct LintArgs {
@@ -35,7 +36,7 @@ async fn stranded(policy: &Policy, kubeconfig: &std::path::Path) -> Result<Vec<F
     let r = &policy.config.resource;
     let api_version = format!("{}/{}", r.group, r.version);
     let api = crate::status::api_for(&client, policy, &api_version, &r.kind, None);
-    let field = &policy.config.phase.field;
+    let phases = &policy.phases;
     let mut found = Vec::new();
     let mut params = ListParams::default().limit(500);
     loop {
@@ -44,16 +45,14 @@ async fn stranded(policy: &Policy, kubeconfig: &std::path::Path) -> Result<Vec<F
             .await
             .map_err(|e| format!("cannot list {}: {e}", r.resource))?;
         for o in &page.items {
-            let phase = o.data["status"][field.as_str()]
-                .as_str()
-                .filter(|p| !p.is_empty())
-                .unwrap_or(&policy.config.phase.initial);
+            let status = o.data.get("status").and_then(serde_json::Value::as_object);
+            let phase = phases.current(PhaseValue::read(status, &phases.field));
             let name = format!(
                 "{}/{}",
                 o.metadata.namespace.as_deref().unwrap_or("-"),
                 o.metadata.name.as_deref().unwrap_or("")
             );
-            found.extend(lint::stranded(&policy.config, &name, phase));
+            found.extend(lint::stranded(policy, &name, phase));
         }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(next) => params = params.continue_token(&next),
@@ -75,7 +74,7 @@ pub fn run(args: LintArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(format!("--against: {e}")),
     };
-    let mut found = lint::lint(&policy.config, against.as_ref().map(|p| &p.config));
+    let mut found = lint::lint(&policy, against.as_ref());
     if let Some(kubeconfig) = &args.kubeconfig {
         let listed = tokio::runtime::Builder::new_current_thread()
             .enable_all()

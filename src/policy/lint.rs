@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use crate::config::Config;
+use super::Policy;
+use super::transitions::PhaseMachine;
 
 /// One thing wrong with a policy, in a line a person reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,12 +19,11 @@ fn finding(kind: &'static str, message: String) -> Finding {
 }
 
 /// Phases reachable from the initial one through the table.
-fn reachable(config: &Config) -> BTreeSet<&str> {
-    let phase = &config.phase;
-    let mut seen = BTreeSet::from([phase.initial.as_str()]);
-    let mut queue = VecDeque::from([phase.initial.as_str()]);
+fn reachable(phases: &PhaseMachine) -> BTreeSet<&str> {
+    let mut seen = BTreeSet::from([phases.initial.as_str()]);
+    let mut queue = VecDeque::from([phases.initial.as_str()]);
     while let Some(from) = queue.pop_front() {
-        for to in phase.transitions.get(from).into_iter().flatten() {
+        for to in phases.legal_targets(from) {
             if seen.insert(to.as_str()) {
                 queue.push_back(to);
             }
@@ -33,17 +33,15 @@ fn reachable(config: &Config) -> BTreeSet<&str> {
 }
 
 /// Whether a known, non-terminal phase has no way out.
-pub fn dead_end(config: &Config, phase: &str) -> bool {
-    let p = &config.phase;
-    p.values.iter().any(|v| v == phase)
-        && !p.terminal.iter().any(|t| t == phase)
-        && p.transitions.get(phase).is_none_or(Vec::is_empty)
+pub fn dead_end(phases: &PhaseMachine, phase: &str) -> bool {
+    phases.is_known(phase) && !phases.is_terminal(phase) && phases.legal_targets(phase).is_empty()
 }
 
 /// Findings on the table alone, and against the policy it replaces.
-pub fn lint(config: &Config, against: Option<&Config>) -> Vec<Finding> {
+pub fn lint(policy: &Policy, against: Option<&Policy>) -> Vec<Finding> {
+    let config = &policy.config;
     let phase = &config.phase;
-    let reached = reachable(config);
+    let reached = reachable(&policy.phases);
     let mut out = Vec::new();
     for value in &phase.values {
         if !reached.contains(value.as_str()) {
@@ -55,7 +53,7 @@ pub fn lint(config: &Config, against: Option<&Config>) -> Vec<Finding> {
                 ),
             ));
         }
-        if dead_end(config, value) {
+        if dead_end(&policy.phases, value) {
             out.push(finding(
                 "dead-end",
                 format!(
@@ -65,8 +63,8 @@ pub fn lint(config: &Config, against: Option<&Config>) -> Vec<Finding> {
         }
     }
     if let Some(old) = against {
-        for value in &old.phase.values {
-            if !phase.values.contains(value) {
+        for value in &old.config.phase.values {
+            if !policy.phases.is_known(value) {
                 out.push(finding(
                     "removed",
                     format!("{value} is a phase of the policy it replaces but not of this one: stored objects in {value} are outside the table"),
@@ -110,8 +108,8 @@ pub fn lint(config: &Config, against: Option<&Config>) -> Vec<Finding> {
 }
 
 /// A stored object's phase with no legal move under `config` (`name` is `namespace/name`).
-pub fn stranded(config: &Config, name: &str, phase: &str) -> Option<Finding> {
-    dead_end(config, phase).then(|| {
+pub fn stranded(policy: &Policy, name: &str, phase: &str) -> Option<Finding> {
+    dead_end(&policy.phases, phase).then(|| {
         finding(
             "stranded",
             format!("{name} is in {phase}, which has no legal move under this policy"),
@@ -126,8 +124,8 @@ mod tests {
     /// Running has no way out (and the orchestrator's moves start from Pending only).
     const DEAD_END: &str = "phase:\n  transitions:\n    Pending: [Running, Failed]\n    Running: []\nmoves:\n  orchestrator:\n    - {from: [Pending], to: Failed, fields: [failureReason]}\n";
 
-    fn config(yaml: &str) -> Config {
-        Config::from_yaml(yaml).expect("loads")
+    fn config(yaml: &str) -> Policy {
+        Policy::new(crate::config::Config::from_yaml(yaml).expect("loads")).expect("policy")
     }
 
     fn kinds(found: &[Finding]) -> Vec<&'static str> {
@@ -136,7 +134,7 @@ mod tests {
 
     #[test]
     fn the_default_policy_is_clean() {
-        let c = Config::default();
+        let c = Policy::new(crate::config::Config::default()).expect("policy");
         assert_eq!(lint(&c, Some(&c)), vec![]);
     }
 
@@ -159,7 +157,8 @@ mod tests {
         let smaller = config(
             "phase:\n  values: [Pending, Running, Done]\n  transitions:\n    Pending: [Running]\n    Running: [Done]\n  terminal: [Done]\nmoves:\n  orchestrator: []\nfields:\n  completionTime: [controller]\n  failureReason: [controller]\n  startTime: [controller]\n  duration: [controller]\n",
         );
-        let found = lint(&smaller, Some(&Config::default()));
+        let default = Policy::new(crate::config::Config::default()).expect("policy");
+        let found = lint(&smaller, Some(&default));
         assert_eq!(kinds(&found), ["removed", "removed"], "{found:?}");
         assert!(found[0].message.starts_with("Completed is a phase"));
 

@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme};
+use rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
-use super::tls::{TlsError, invalid, provider};
+use super::tls::{TlsError, invalid, provider, root_store};
 use crate::metrics::Metrics;
 
 /// The verifier for the CA file's current contents.
@@ -32,14 +31,7 @@ fn verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
         path: path.display().to_string(),
         source,
     })?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| invalid(origin(), e))?;
-        roots.add(cert).map_err(|e| invalid(origin(), e))?;
-    }
-    if roots.is_empty() {
-        return Err(invalid(origin(), "no PEM certificate found"));
-    }
+    let roots = root_store(&pem).map_err(|e| invalid(origin(), e))?;
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
         .map_err(|e| invalid(origin(), e))

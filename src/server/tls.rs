@@ -93,6 +93,20 @@ fn not_after(leaf: &CertificateDer<'_>) -> Result<i64, String> {
     Ok(cert.validity().not_after.timestamp())
 }
 
+/// The certificates of a PEM bundle as trust roots: what the API server's `caBundle` means to
+/// a client, and what `--client-ca` means to this server.
+pub fn root_store(pem: &[u8]) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| e.to_string())?;
+        roots.add(cert).map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no PEM certificate found".into());
+    }
+    Ok(roots)
+}
+
 /// The process-wide crypto provider (ring), installed by `main`; tests may run without it.
 pub fn provider() -> Arc<CryptoProvider> {
     CryptoProvider::get_default()

@@ -602,6 +602,25 @@ fn wfe_api(client: &kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), WFE_NS, &resource)
 }
 
+/// A WorkflowExecution as the orchestrator creates it (the admin here), from the e2e sample.
+fn create_wfe(cluster: &Cluster, sample: &Value, name: &str) {
+    let mut object: DynamicObject = serde_json::from_value(sample.clone()).expect("sample");
+    object.metadata.name = Some(name.into());
+    object.metadata.namespace = Some(WFE_NS.into());
+    cluster
+        .block_on(wfe_api(&cluster.admin).create(&PostParams::default(), &object))
+        .expect("create WorkflowExecution");
+}
+
+/// The e2e suite's sample WorkflowExecution.
+fn sample() -> Value {
+    serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("tests/e2e/manifests/sample-wfe.yaml"))
+            .expect("sample"),
+    )
+    .expect("parse sample")
+}
+
 /// GET, replace the status with `f(status)`, PUT /status; the stored status or the API error.
 fn put_status(
     cluster: &Cluster,
@@ -706,19 +725,8 @@ fn install_provided_mode_and_guard_status_end_to_end(ctx: &mut Ctx) {
     ];
     let (webhook, _) = start_release_pod(cluster, &manifest, &dir, "local", listen, &files);
 
-    // A WorkflowExecution, created as the orchestrator would (the admin here).
-    let sample: Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(repo().join("tests/e2e/manifests/sample-wfe.yaml"))
-            .expect("sample"),
-    )
-    .expect("parse sample");
-    let mut object: DynamicObject = serde_json::from_value(sample).expect("DynamicObject");
     let name = "wfe-chart-e2e";
-    object.metadata.name = Some(name.into());
-    object.metadata.namespace = Some(WFE_NS.into());
-    cluster
-        .block_on(wfe_api(&cluster.admin).create(&PostParams::default(), &object))
-        .expect("create WorkflowExecution");
+    create_wfe(cluster, &sample(), name);
 
     let controller = cluster.client_with_token("CONTROLLER");
     let operator = cluster.client_with_token("OPERATOR");

@@ -154,23 +154,6 @@ impl Tally {
     }
 }
 
-fn create_wfe(cluster: &Cluster, sample: &Value, name: &str) {
-    let mut object: DynamicObject = serde_json::from_value(sample.clone()).expect("sample");
-    object.metadata.name = Some(name.into());
-    object.metadata.namespace = Some(WFE_NS.into());
-    cluster
-        .block_on(wfe_api(&cluster.admin).create(&PostParams::default(), &object))
-        .expect("create WorkflowExecution");
-}
-
-fn sample() -> Value {
-    serde_saphyr::from_str(
-        &std::fs::read_to_string(repo().join("tests/e2e/manifests/sample-wfe.yaml"))
-            .expect("sample"),
-    )
-    .expect("parse sample")
-}
-
 /// One status edit of the loop.
 type Step<'a> = Box<dyn Fn(&mut Value) + 'a>;
 

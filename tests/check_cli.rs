@@ -302,3 +302,95 @@ fn lint_exits_0_clean_1_with_findings_2_on_a_file_that_does_not_load() {
     assert_eq!(code, 2);
     assert!(err.starts_with("error: --against: "), "{err}");
 }
+
+/// `replay` on a log the e2e suite's API server recorded (tests/data/replay/recorded.log).
+fn replay(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+        .arg("replay")
+        .args(["--webhook-configurations", "wfe-admission-e2e"])
+        .args(args)
+        .output()
+        .expect("run wfe-admission replay");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+const RECORDED: &str = "tests/data/replay/recorded.log";
+
+#[test]
+fn replay_of_a_recorded_log_agrees_under_its_own_policy() {
+    let policy = "tests/data/replay/suite-policy.yaml";
+    let (code, out, err) = replay(&["--audit-log", RECORDED, "--config", policy]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out.lines().last(),
+        Some("replay: 10 writes, 8 agree, 0 differ, 2 not judged"),
+        "{out}"
+    );
+    let (code, out, _) = replay(&[
+        "--audit-log",
+        RECORDED,
+        "--config",
+        policy,
+        "--output",
+        "json",
+        "--object",
+        "e2e/replay-b*",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    for line in &lines[..4] {
+        let record: Value = serde_json::from_str(line).expect("a JSON record");
+        assert_eq!(record["object"], "e2e/replay-b-2", "{line}");
+    }
+}
+
+#[test]
+fn replay_names_the_recorded_denials_a_looser_policy_allows() {
+    let policy = "tests/data/replay/operators-finish.yaml";
+    let (code, out, _) = replay(&["--audit-log", RECORDED, "--config", policy]);
+    assert_eq!(code, 1, "{out}");
+    let differ: Vec<&str> = out.lines().filter(|l| l.contains(" NO ")).collect();
+    assert_eq!(differ.len(), 1, "{out}");
+    assert!(
+        differ[0].contains("e2e/replay-b-2")
+            && differ[0].contains("alice@example.com")
+            && differ[0].contains("Running → Completed")
+            && differ[0].contains("this policy allows what was denied"),
+        "{out}"
+    );
+    assert!(out.ends_with(", 1 differ, 2 not judged\n"), "{out}");
+}
+
+#[test]
+fn replay_exits_2_naming_the_line_it_cannot_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recorded = std::fs::read_to_string(RECORDED).expect("recorded.log");
+    let first = recorded.lines().next().expect("a line");
+    let broken = dir.path().join("broken.log");
+    std::fs::write(&broken, format!("{first}\n{{\"truncated\n")).expect("write");
+    let (code, out, err) = replay(&["--audit-log", broken.to_str().expect("path")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(err.contains("broken.log:2: not an audit event"), "{err}");
+
+    let other = dir.path().join("other.log");
+    std::fs::write(
+        &other,
+        "{\"apiVersion\":\"audit.k8s.io/v1beta1\",\"kind\":\"Event\"}\n",
+    )
+    .expect("write");
+    let (code, _, err) = replay(&["--audit-log", other.to_str().expect("path")]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("other.log:1: apiVersion \"audit.k8s.io/v1beta1\""),
+        "{err}"
+    );
+
+    let (code, _, err) = replay(&["--audit-log", "/nonexistent/audit.log"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read /nonexistent/audit.log"), "{err}");
+}

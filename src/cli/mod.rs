@@ -1,4 +1,4 @@
-//! Subcommands: serve, check, certs, repair, verify, match-conditions, disarm, lint.
+//! Subcommands: serve, check, certs, repair, verify, match-conditions, disarm, lint, replay.
 
 pub mod certs;
 pub mod check;
@@ -8,6 +8,7 @@ pub mod kube;
 pub mod lint;
 pub(crate) mod policy_reload;
 pub mod repair;
+pub mod replay;
 pub mod serve;
 pub mod verify;
 
@@ -64,6 +65,10 @@ pub enum Command {
     /// stored objects left with no legal move. Exit 0 clean, 1 findings, 2 a file that does
     /// not load.
     Lint(lint::LintArgs),
+    /// Judge the status writes an API-server audit log recorded with a policy, and say where
+    /// its verdict differs from the recorded one. Exit 0 all agree, 1 one differs, 2 a log
+    /// or policy that does not load.
+    Replay(replay::ReplayArgs),
 }
 
 pub fn init_logging(format: LogFormat, filter: &str) {
@@ -117,6 +122,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Verify(args) => verify::run(args),
         Command::Lint(args) => lint::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Disarm(args) => {
             init_logging(cli.log_format, &cli.log);
             disarm::run(args)

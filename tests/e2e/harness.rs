@@ -51,6 +51,8 @@ pub struct Access {
     pub admin_kubeconfig: String,
     /// kubectl of the same release (build.sh).
     pub kubectl: std::path::PathBuf,
+    /// The API server's audit log of WorkflowExecution writes (RequestResponse level).
+    pub audit_log: std::path::PathBuf,
 }
 
 impl Access {
@@ -114,7 +116,7 @@ pub fn run(selected: Vec<Scenario>) -> Report {
     println!("e2e: control-plane build took {:.1} s", took.as_secs_f64());
     let started = Instant::now();
     // Declared before the runtime, so dropped after it: stop.sh runs last, on every path.
-    let mut plane = match ControlPlane::start(repo(), &bin_dir, "e2e") {
+    let mut plane = match ControlPlane::start_audited(repo(), &bin_dir, "e2e") {
         Ok(p) => p,
         Err(e) => return all_failed(&selected, &e),
     };
@@ -238,6 +240,7 @@ async fn setup(plane: &ControlPlane) -> Result<Ctx> {
             operator_token: token("OPERATOR")?.to_string(),
             admin_kubeconfig: plane.var("KUBECONFIG")?.to_string(),
             kubectl: std::path::Path::new(plane.var("WFE_K8S_BIN_DIR")?).join("kubectl"),
+            audit_log: plane.var("KUBE_AUDIT_LOG")?.into(),
         },
     })
 }

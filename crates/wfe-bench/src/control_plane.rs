@@ -56,6 +56,15 @@ impl ControlPlane {
     /// start.sh in a fresh temp dir, with this process as the owner its watchdog follows.
     /// Its output goes to `start.log` there; a failure carries the end of it.
     pub fn start(repo: &Path, bin_dir: &Path, label: &'static str) -> Result<Self> {
+        Self::launch(repo, bin_dir, label, false)
+    }
+
+    /// [`Self::start`] with the audit log on (`KUBE_AUDIT_LOG` names it).
+    pub fn start_audited(repo: &Path, bin_dir: &Path, label: &'static str) -> Result<Self> {
+        Self::launch(repo, bin_dir, label, true)
+    }
+
+    fn launch(repo: &Path, bin_dir: &Path, label: &'static str, audit: bool) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("wfe-{label}."))
             .tempdir()
@@ -76,6 +85,7 @@ impl ControlPlane {
             .env("WFE_K8S_BIN_DIR", bin_dir)
             // start.sh's watchdog stops the plane if this process dies without Drop.
             .env("WFE_OWNER_PID", std::process::id().to_string())
+            .env("WFE_AUDIT", if audit { "1" } else { "0" })
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("start.log")?)
             .stderr(log)

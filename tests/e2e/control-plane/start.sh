@@ -6,6 +6,8 @@
 #
 # Binaries: $WFE_K8S_BIN_DIR if set, otherwise whatever build.sh prints (cached).
 # Extra kube-apiserver flags: $WFE_KUBE_APISERVER_EXTRA_ARGS (word-split).
+# Audit log: with $WFE_AUDIT=1, every create, update, patch and delete of WorkflowExecutions
+# and their status is logged at RequestResponse level to logs/audit.log (KUBE_AUDIT_LOG).
 # Owner: with $WFE_OWNER_PID set, a detached watchdog runs stop.sh once that pid is gone (the
 # test process was killed before it could stop the plane); its log is logs/watchdog.log.
 #
@@ -16,7 +18,7 @@
 #   pki/         CA, serving cert, service-account keys, tokens.csv, client certs
 #                (client-admin.*, client-operator.*), and the client pair and CA the API
 #                server presents to webhooks (webhook-client*, admission-config.yaml)
-#   logs/        etcd.log, kube-apiserver.log
+#   logs/        etcd.log, kube-apiserver.log, audit.log (with WFE_AUDIT=1)
 #   etcd-data/   etcd's data dir
 # Stop with stop.sh <workdir>. Needs: openssl, curl, python3 (free ports) or bash.
 set -euo pipefail
@@ -274,6 +276,26 @@ extra=()
 if [[ -n "${WFE_KUBE_APISERVER_EXTRA_ARGS:-}" ]]; then
   read -r -a extra <<<"$WFE_KUBE_APISERVER_EXTRA_ARGS"
 fi
+AUDIT_LOG=""
+if [[ "${WFE_AUDIT:-}" == 1 ]]; then
+  AUDIT_LOG="$LOGS/audit.log"
+  # What `wfe-admission replay` reads: the guarded resource's writes with their bodies and
+  # answers, nothing else.
+  cat >"$PKI/audit-policy.yaml" <<'EOF_POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: RequestResponse
+  verbs: [create, update, patch, delete]
+  resources:
+  - group: kubernaut.ai
+    resources: [workflowexecutions, workflowexecutions/status]
+- level: None
+EOF_POLICY
+  extra+=(--audit-policy-file="$PKI/audit-policy.yaml" --audit-log-path="$AUDIT_LOG"
+    --audit-log-format=json --audit-log-mode=blocking)
+fi
 # Flags mirror a kubeadm-style cluster where it matters to a webhook: RBAC,
 # the admission webhook plugins, service-account issuance, real TLS.
 # --endpoint-reconciler-type=none: the lease reconciler refuses a loopback
@@ -364,6 +386,7 @@ chmod 600 "$WD/kubeconfig"
   kv ETCD_URL "$ETCD_URL"
   kv KUBE_APISERVER_LOG "$LOGS/kube-apiserver.log"
   kv ETCD_LOG "$LOGS/etcd.log"
+  kv KUBE_AUDIT_LOG "$AUDIT_LOG"
   kv WFE_K8S_BIN_DIR "$BIN_DIR"
   for entry in "${identities[@]}"; do
     IFS='|' read -r id _ _ <<<"$entry"

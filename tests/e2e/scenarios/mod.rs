@@ -13,6 +13,7 @@ mod match_condition;
 mod merging;
 pub mod mutate_condition;
 pub mod repair;
+mod replay;
 mod verify;
 mod webhook_down;
 
@@ -160,6 +161,11 @@ pub fn all() -> Vec<Scenario> {
             "events_not_recorded_for_superseded_denials",
             MINUTE,
             events::superseded_denials_are_not_recorded
+        ),
+        scenario!(
+            "replay_agrees_with_the_recorded_verdicts",
+            MINUTE,
+            replay::recorded_writes_replay_to_the_same_verdicts
         ),
         // The first run on a machine builds the static release binary: minutes, then cached.
         scenario!(

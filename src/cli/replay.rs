@@ -1,0 +1,175 @@
+//! `wfe-admission replay`: what a policy would have done to the status writes an API-server
+//! audit log recorded, and where that differs from what the API server did. Exit 0 when
+//! every judged write agrees, 1 when one differs, 2 when the log or policy cannot be read.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::ValueEnum;
+
+use crate::policy::Policy;
+use crate::replay::audit::Event;
+use crate::replay::{self, Options, Record, Report};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Audit events as JSON lines (the log backend's format); `-` reads stdin.
+    #[arg(long)]
+    pub audit_log: PathBuf,
+    /// The policy to judge with (default: the WorkflowExecution policy).
+    #[arg(long, env = "WFE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// `text`: a table; `json`: one record per line. Both end with the summary line.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Only this object, as NAMESPACE/NAME (a trailing `*` matches a prefix); repeat the flag.
+    #[arg(long = "object")]
+    pub objects: Vec<String>,
+    #[command(flatten)]
+    pub own: super::kube::OwnConfigurations,
+}
+
+/// Reads one event per non-empty line; a line that is not one is an error naming it.
+pub fn read_events(reader: impl std::io::BufRead, source: &str) -> Result<Vec<Event>, String> {
+    let mut events = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| format!("cannot read {source}: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: Event = serde_json::from_str(&line)
+            .map_err(|e| format!("{source}:{}: not an audit event: {e}", n + 1))?;
+        if event.api_version != "audit.k8s.io/v1" {
+            return Err(format!(
+                "{source}:{}: apiVersion {:?}; replay reads audit.k8s.io/v1 events",
+                n + 1,
+                event.api_version
+            ));
+        }
+        events.push(event);
+    }
+    Ok(events)
+}
+
+fn load(args: &ReplayArgs) -> Result<(Policy, Vec<Event>), String> {
+    let config = super::load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let policy = Policy::new(config).map_err(|e| e.to_string())?;
+    let source = args.audit_log.display().to_string();
+    let events = if source == "-" {
+        read_events(std::io::stdin().lock(), "stdin")?
+    } else {
+        let file = std::fs::File::open(&args.audit_log)
+            .map_err(|e| format!("cannot read {source}: {e}"))?;
+        read_events(std::io::BufReader::new(file), &source)?
+    };
+    Ok((policy, events))
+}
+
+fn agrees_text(r: &Record) -> &'static str {
+    match r.agrees {
+        Some(true) => "yes",
+        Some(false) => "NO",
+        None => "-",
+    }
+}
+
+/// The records as a table a person reads, widest column first to last.
+pub fn table(report: &Report) -> String {
+    let header = [
+        "TIME", "OBJECT", "USER", "WRITER", "VERB", "MOVE", "RECORDED", "REPLAYED", "AGREES",
+        "REASON",
+    ];
+    let rows: Vec<[String; 10]> = report
+        .records
+        .iter()
+        .map(|r| {
+            let verb = if r.dry_run {
+                format!("{} (dry run)", r.verb)
+            } else {
+                r.verb.clone()
+            };
+            [
+                r.time.clone(),
+                r.object.clone(),
+                r.user.clone(),
+                r.writer.clone(),
+                verb,
+                r.phase_move.clone().unwrap_or_else(|| "-".into()),
+                r.recorded.into(),
+                r.replayed.into(),
+                agrees_text(r).into(),
+                r.reason.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        let mut out = String::new();
+        for (i, cell) in cells.into_iter().enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in &rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn print(text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    match write!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+pub fn run(args: ReplayArgs) -> ExitCode {
+    let (policy, events) = match load(&args) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = Options {
+        configurations: args.own.webhook_configurations.clone(),
+        objects: args.objects.clone(),
+    };
+    let report = replay::replay(&policy, events, &options);
+    let body = match args.output {
+        Output::Text => table(&report),
+        Output::Json => report
+            .records
+            .iter()
+            .map(|r| serde_json::to_string(r).map(|l| l + "\n"))
+            .collect::<Result<String, _>>()
+            .unwrap_or_default(),
+    };
+    if let Err(e) = print(&format!("{body}{}\n", report.summary())) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    if report.differ() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

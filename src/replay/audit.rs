@@ -1,0 +1,190 @@
+//! The parts of an API-server audit event (`audit.k8s.io/v1`) that replay reads, and what the
+//! API server recorded it did with a write.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Event {
+    pub api_version: String,
+    pub level: String,
+    #[serde(rename = "auditID")]
+    pub audit_id: String,
+    pub stage: String,
+    #[serde(rename = "requestURI")]
+    pub request_uri: String,
+    pub verb: String,
+    pub user: UserInfo,
+    pub impersonated_user: Option<UserInfo>,
+    pub object_ref: Option<ObjectRef>,
+    pub response_status: Option<ResponseStatus>,
+    pub request_object: Option<Value>,
+    pub response_object: Option<Value>,
+    pub request_received_timestamp: Option<String>,
+    pub stage_timestamp: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct UserInfo {
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ObjectRef {
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+    pub api_group: String,
+    pub api_version: String,
+    pub subresource: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ResponseStatus {
+    pub code: u16,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Event {
+    /// The identity the request acted as: the impersonated user when there is one.
+    pub fn acting_user(&self) -> &UserInfo {
+        self.impersonated_user.as_ref().unwrap_or(&self.user)
+    }
+
+    pub fn code(&self) -> u16 {
+        self.response_status.as_ref().map_or(0, |s| s.code)
+    }
+
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.code())
+    }
+
+    /// Whether the request asked for a dry run (`?dryRun=All`).
+    pub fn dry_run(&self) -> bool {
+        self.query().any(|(k, v)| k == "dryRun" && !v.is_empty())
+    }
+
+    pub fn query(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.request_uri
+            .split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+    }
+
+    /// `round_R_index_I` annotations under `prefix`, in the order the API server called them.
+    fn webhook_annotations<'a>(&'a self, prefix: &'a str) -> Vec<((u32, u32), &'a str)> {
+        let mut found: Vec<((u32, u32), &str)> = self
+            .annotations
+            .iter()
+            .filter_map(|(key, value)| {
+                let at = key.strip_prefix(prefix)?.strip_prefix("/round_")?;
+                let (round, index) = at.split_once("_index_")?;
+                Some(((round.parse().ok()?, index.parse().ok()?), value.as_str()))
+            })
+            .collect();
+        found.sort_by_key(|(at, _)| *at);
+        found
+    }
+
+    /// The JSON patches the named configurations' mutating webhooks returned, in order.
+    pub fn patches(&self, configurations: &[String]) -> Vec<Value> {
+        self.webhook_annotations("patch.webhook.admission.k8s.io")
+            .into_iter()
+            .filter_map(|(_, value)| serde_json::from_str::<Value>(value).ok())
+            .filter(|v| ours(v, configurations))
+            .filter_map(|v| v.get("patch").cloned())
+            .collect()
+    }
+
+    /// Whether a mutating webhook of the named configurations was called (at any level the
+    /// API server records one annotation per call).
+    pub fn mutating_called(&self, configurations: &[String]) -> bool {
+        self.webhook_annotations("mutation.webhook.admission.k8s.io")
+            .into_iter()
+            .filter_map(|(_, value)| serde_json::from_str::<Value>(value).ok())
+            .any(|v| ours(&v, configurations))
+    }
+
+    /// Webhooks that did not answer and that the API server let the write past anyway.
+    pub fn failed_open(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .annotations
+            .iter()
+            .filter(|(k, _)| k.starts_with("failed-open."))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        names.dedup();
+        names
+    }
+}
+
+fn ours(annotation: &Value, configurations: &[String]) -> bool {
+    annotation
+        .get("configuration")
+        .and_then(Value::as_str)
+        .is_some_and(|c| configurations.iter().any(|o| o == c))
+}
+
+/// What the API server did with a write, as its audit event records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    Allowed,
+    /// Allowed with these patches from the webhook's mutating configuration.
+    Patched(Vec<Value>),
+    /// An admission webhook denied it (the message is the API server's).
+    Denied(String),
+    /// Refused before the webhook's verdict counted: authorization, the schema, a stale
+    /// resourceVersion.
+    RefusedBeforeAdmission(String),
+    /// Any other failure (a webhook that could not be called, a server error).
+    Failed(String),
+}
+
+impl Recorded {
+    pub fn of(event: &Event, configurations: &[String]) -> Self {
+        let status = event.response_status.clone().unwrap_or_default();
+        if event.succeeded() {
+            let patches = event.patches(configurations);
+            return if patches.is_empty() {
+                Recorded::Allowed
+            } else {
+                Recorded::Patched(patches)
+            };
+        }
+        let message = status.message.clone();
+        if message.contains("admission webhook \"") && message.contains("denied the request") {
+            return Recorded::Denied(message);
+        }
+        let said = if status.reason.is_empty() {
+            format!("{}: {message}", status.code)
+        } else {
+            format!("{} {}: {message}", status.code, status.reason)
+        };
+        match status.code {
+            401 | 403 | 404 | 409 | 422 => Recorded::RefusedBeforeAdmission(said),
+            _ => Recorded::Failed(said),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Recorded::Allowed => "allowed",
+            Recorded::Patched(_) => "patched",
+            Recorded::Denied(_) => "denied",
+            Recorded::RefusedBeforeAdmission(_) => "refused-before-admission",
+            Recorded::Failed(_) => "failed",
+        }
+    }
+}

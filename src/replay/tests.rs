@@ -1,0 +1,247 @@
+use serde_json::{Value, json};
+
+use super::audit::{Event, Recorded};
+use super::history::Body;
+use super::{Options, replay};
+use crate::config::Config;
+use crate::offline::{self, Write};
+use crate::policy::Policy;
+
+const CONTROLLER: &str = "system:serviceaccount:kubernaut-system:workflowexecution-controller";
+const OPERATOR: &str = "alice@example.com";
+
+fn event(value: Value) -> Event {
+    let mut base = json!({
+        "apiVersion": "audit.k8s.io/v1", "kind": "Event", "level": "Request",
+        "stage": "ResponseComplete", "auditID": "a",
+        "requestURI": "/apis/kubernaut.ai/v1alpha1/namespaces/ns/workflowexecutions/w/status",
+        "objectRef": {"resource": "workflowexecutions", "namespace": "ns", "name": "w",
+            "apiGroup": "kubernaut.ai", "apiVersion": "v1alpha1", "subresource": "status"},
+        "user": {"username": CONTROLLER},
+        "responseStatus": {"code": 200},
+        "requestReceivedTimestamp": "2026-12-03T10:00:00.100000Z",
+        "stageTimestamp": "2026-12-03T10:00:00.200000Z",
+    });
+    if let (Some(b), Some(v)) = (base.as_object_mut(), value.as_object()) {
+        for (k, v) in v {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(base).expect("an event")
+}
+
+fn object(status: Value) -> Value {
+    json!({"apiVersion": "kubernaut.ai/v1alpha1", "kind": "WorkflowExecution",
+        "metadata": {"name": "w", "namespace": "ns"}, "status": status})
+}
+
+/// A create the log recorded with the stored object (the API server drops the status a create
+/// sends, so a stored status comes from the log's RequestResponse answer).
+fn create() -> Event {
+    let mut e = event(json!({"verb": "create", "responseStatus": {"code": 201},
+        "requestObject": object(json!({})),
+        "responseObject": object(json!({"phase": "Running", "startTime": "2026-12-03T09:59:00Z"}))}));
+    if let Some(r) = e.object_ref.as_mut() {
+        r.subresource.clear();
+    }
+    e
+}
+
+fn options() -> Options {
+    Options {
+        configurations: vec!["wfe-admission".into()],
+        objects: Vec::new(),
+    }
+}
+
+fn called() -> Value {
+    json!({"mutation.webhook.admission.k8s.io/round_0_index_0":
+        r#"{"configuration":"wfe-admission","webhook":"status.mutate","mutated":false}"#})
+}
+
+#[test]
+fn the_body_and_query_tell_the_patch_type() {
+    let patch = |body: Value, query: &str| {
+        let mut e = event(json!({"verb": "patch", "requestObject": body}));
+        e.request_uri.push_str(query);
+        Body::of(&e)
+    };
+    assert_eq!(patch(json!([]), ""), Some(Body::JsonPatch));
+    assert_eq!(
+        patch(json!({"status": {}}), "?fieldManager=x"),
+        Some(Body::MergePatch)
+    );
+    assert_eq!(patch(object(json!({})), ""), Some(Body::MergePatch));
+    assert_eq!(
+        patch(object(json!({})), "?fieldManager=x"),
+        Some(Body::Apply)
+    );
+    assert_eq!(
+        patch(json!({"status": {}}), "?force=true"),
+        Some(Body::Apply)
+    );
+    assert_eq!(
+        Body::of(&event(json!({"verb": "update"}))),
+        Some(Body::Update)
+    );
+}
+
+#[test]
+fn the_recorded_verdict_reads_code_message_and_our_patch_annotations() {
+    let configs = ["wfe-admission".to_string()];
+    let annotated = |configuration: &str| {
+        let value = json!({"configuration": configuration, "webhook": "w",
+            "patch": [{"op": "add", "path": "/status/x", "value": 1}], "patchType": "JSONPatch"});
+        event(json!({"annotations": {
+            "patch.webhook.admission.k8s.io/round_0_index_1": value.to_string()}}))
+    };
+    assert!(
+        matches!(Recorded::of(&annotated("wfe-admission"), &configs), Recorded::Patched(p) if p.len() == 1)
+    );
+    assert_eq!(
+        Recorded::of(&annotated("someone-else"), &configs),
+        Recorded::Allowed
+    );
+    let answered = |code: u16, reason: &str, message: &str| {
+        let status = json!({"code": code, "reason": reason, "message": message});
+        Recorded::of(&event(json!({"responseStatus": status})), &configs).name()
+    };
+    let denial = "admission webhook \"status.validate\" denied the request: no";
+    assert_eq!(answered(400, "BadRequest", denial), "denied");
+    assert_eq!(
+        answered(403, "Forbidden", "cannot patch resource"),
+        "refused-before-admission"
+    );
+    assert_eq!(
+        answered(422, "Invalid", "status.phase: Unsupported value"),
+        "refused-before-admission"
+    );
+    assert_eq!(
+        answered(500, "InternalError", "failed calling webhook"),
+        "failed"
+    );
+}
+
+#[test]
+fn a_request_level_history_is_the_replayed_one() {
+    let policy = Policy::new(Config::default()).expect("policy");
+    let to = |phase: &str, user: &str, code: u16| {
+        let mut e = event(
+            json!({"verb": "patch", "requestObject": {"status": {"phase": phase}},
+            "annotations": called()}),
+        );
+        e.user.username = user.into();
+        if code != 200 {
+            e.response_status = serde_json::from_value(json!({"code": code,
+                "message": "admission webhook \"v\" denied the request: ns/w"}))
+            .ok();
+        }
+        e
+    };
+    // The operator's move is denied, so the state stays Running and the controller's
+    // Completed is judged from Running (allowed), then Completed → Running is denied.
+    let events = vec![
+        create(),
+        to("Completed", OPERATOR, 403),
+        to("Completed", CONTROLLER, 200),
+        to("Running", CONTROLLER, 403),
+    ];
+    let report = replay(&policy, events, &options());
+    let moves: Vec<_> = report
+        .records
+        .iter()
+        .map(|r| (r.phase_move.clone(), r.replayed))
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            (Some("Running → Completed".into()), "denied"),
+            (Some("Running → Completed".into()), "patched"),
+            (Some("Completed → Running".into()), "denied"),
+        ],
+        "{report:#?}"
+    );
+    // The controller's completion was recorded as allowed without a patch: replay says the
+    // policy would have set the derived fields.
+    assert_eq!(report.records[1].agrees, Some(false));
+    assert!(
+        report.records[1]
+            .fields
+            .contains(&"completionTime".to_string()),
+        "{report:#?}"
+    );
+    assert!(
+        report.records[1].reason.starts_with("stored as sent"),
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn writes_without_a_known_state_or_body_are_not_judged() {
+    let policy = Policy::new(Config::default()).expect("policy");
+    let write =
+        event(json!({"verb": "update", "requestObject": object(json!({"phase": "Running"}))}));
+    let mut metadata = write.clone();
+    metadata.level = "Metadata".into();
+    metadata.request_object = None;
+    let report = replay(&policy, vec![write, create(), metadata], &options());
+    let reasons: Vec<_> = report
+        .records
+        .iter()
+        .map(|r| (r.agrees, r.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 2);
+    assert_eq!(reasons[0].0, None);
+    assert!(
+        reasons[0].1.starts_with("the log holds no earlier state"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1]
+            .1
+            .starts_with("recorded without its body (level Metadata)"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        report.summary(),
+        "replay: 2 writes, 0 agree, 0 differ, 2 not judged"
+    );
+}
+
+#[test]
+fn a_write_across_a_second_boundary_is_judged_at_both_ends() {
+    let policy = Policy::new(Config::default()).expect("policy");
+    let running = object(json!({"phase": "Running", "startTime": "2026-12-03T09:59:00Z"}));
+    let sent = object(json!({"phase": "Completed", "startTime": "2026-12-03T09:59:00Z"}));
+    // What the webhook answered when its clock read the request's received time.
+    let write = Write {
+        old: running.clone(),
+        new: sent.clone(),
+        user: CONTROLLER,
+        groups: &[],
+        dry_run: false,
+    };
+    let req = offline::request(&policy, write).expect("request");
+    let received = "2026-12-03T10:00:00.900000Z";
+    let answered =
+        offline::evaluate(&policy, req, received.parse().expect("time")).expect("verdict");
+    assert!(answered.patched());
+    let mut annotations = called();
+    annotations["patch.webhook.admission.k8s.io/round_0_index_0"] = json!(
+        json!({
+        "configuration": "wfe-admission", "webhook": "m", "patch": answered.patch})
+        .to_string()
+    );
+    let created = create();
+    let recorded = |received: Option<&str>| {
+        let mut e = event(
+            json!({"verb": "update", "requestObject": sent, "annotations": annotations,
+            "stageTimestamp": "2026-12-03T10:00:01.050000Z"}),
+        );
+        e.request_received_timestamp = received.map(str::to_string);
+        let report = replay(&policy, vec![created.clone(), e], &options());
+        report.records[0].agrees
+    };
+    assert_eq!(recorded(Some(received)), Some(true));
+    assert_eq!(recorded(None), Some(false));
+}

@@ -20,9 +20,14 @@ pub struct LintArgs {
     /// The policy it replaces: phases it has and the new one lacks are findings.
     #[arg(long)]
     pub against: Option<PathBuf>,
-    /// Also list the stored objects the policy would leave with no legal move.
+    /// Also list the stored objects the policy would leave with no legal move, read with this
+    /// kubeconfig.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// Like --kubeconfig, with the usual credentials (in-cluster service account,
+    /// $KUBECONFIG, ~/.kube/config): the chart's upgrade hook.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 fn load(path: Option<&std::path::Path>) -> Result<Policy, String> {
@@ -31,8 +36,11 @@ fn load(path: Option<&std::path::Path>) -> Result<Policy, String> {
 }
 
 /// The stored objects of the guarded resource in a phase with no way out.
-async fn stranded(policy: &Policy, kubeconfig: &std::path::Path) -> Result<Vec<Finding>, String> {
-    let client = super::kube::client(Some(kubeconfig)).await?;
+async fn stranded(
+    policy: &Policy,
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<Vec<Finding>, String> {
+    let client = super::kube::client(kubeconfig).await?;
     let r = &policy.config.resource;
     let api_version = format!("{}/{}", r.group, r.version);
     let api = crate::status::api_for(&client, policy, &api_version, &r.kind, None);
@@ -75,7 +83,8 @@ pub fn run(args: LintArgs) -> ExitCode {
         Err(e) => return fail(format!("--against: {e}")),
     };
     let mut found = lint::lint(&policy, against.as_ref());
-    if let Some(kubeconfig) = &args.kubeconfig {
+    if args.cluster || args.kubeconfig.is_some() {
+        let kubeconfig = args.kubeconfig.as_deref();
         let listed = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -50,6 +50,7 @@ pub fn cases() -> Vec<Case> {
         case!(install_self_managed_mode_and_run_it_with_the_chart_rbac),
         case!(install_provided_mode_and_guard_status_end_to_end),
         case!(install_with_defaults_beside_a_crd_kubernaut_installed),
+        case!(upgrade_lint_stops_an_upgrade_that_strands_a_stored_object),
         Case {
             name: "cluster::install_upgrade_and_uninstall_refuse_no_write",
             run: window::install_upgrade_and_uninstall_refuse_no_write,
@@ -118,6 +119,25 @@ impl Release<'_> {
             "helm upgrade failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `helm upgrade --reuse-values -f VALUES`, standing in for its hook Jobs.
+    fn upgrade_running_hooks(&self, values: &Value) -> (std::process::Output, Vec<hooks::RanJob>) {
+        let file = self.helm_bin.values_file(values);
+        let chart = chart_dir();
+        let args = [
+            "upgrade",
+            RELEASE,
+            path_str(&chart),
+            "--namespace",
+            NS,
+            "--reuse-values",
+            "-f",
+            path_str(&file),
+            "--timeout",
+            "60s",
+        ];
+        hooks::helm_running_hooks(self.cluster, self.helm_bin, &args)
     }
 
     fn uninstall(&mut self) {
@@ -881,4 +901,79 @@ fn install_with_defaults_beside_a_crd_kubernaut_installed(ctx: &mut Ctx) {
             .is_some(),
         "helm uninstall deleted a CRD it did not own"
     );
+}
+
+/// `upgradeLint`: the pre-upgrade Job lints the candidate policy against the installed one and
+/// the stored objects. A policy that leaves a Running object no way out stops the upgrade with
+/// the policy unchanged and the object named; a harmless change goes through.
+fn upgrade_lint_stops_an_upgrade_that_strands_a_stored_object(ctx: &mut Ctx) {
+    use kube::api::{Patch, PatchParams};
+    let (helm, cluster) = ctx.cluster();
+    let mut release = cluster.install(helm, &json!({"upgradeLint": {"enabled": true}}));
+    let name = "lint-running";
+    create_wfe(cluster, &sample(), name);
+    // No webhook pod runs: the self-managed configurations fail open, so the admin's write
+    // needs no answer.
+    cluster
+        .block_on(wfe_api(&cluster.admin).patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Running"}})),
+        ))
+        .expect("move the sample to Running");
+    let policy_of = || {
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(cluster.admin.clone(), NS);
+        let cm = cluster
+            .block_on(cms.get("wfe-admission-policy"))
+            .expect("the policy ConfigMap");
+        cm.data
+            .unwrap_or_default()
+            .remove("policy.yaml")
+            .unwrap_or_default()
+    };
+    let before = policy_of();
+
+    let stranding = json!({"policy": {
+        "phase": {"transitions": {"Pending": ["Running", "Failed"], "Running": []}},
+        "moves": {"orchestrator": [{"from": ["Pending"], "to": "Failed", "fields": ["failureReason"]}]}
+    }});
+    let (out, jobs) = release.upgrade_running_hooks(&stranding);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the stranding upgrade went through");
+    assert!(stderr.contains("pre-upgrade hooks failed"), "{stderr}");
+    let lint = jobs
+        .iter()
+        .find(|j| j.name == "wfe-admission-lint")
+        .expect("the lint Job ran");
+    let said = String::from_utf8_lossy(&lint.output.stdout);
+    assert_eq!(lint.output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "lint: stranded: {WFE_NS}/{name} is in Running, which has no legal move"
+        )) && said.contains("lint: dead-end: Running"),
+        "{said}"
+    );
+    assert_eq!(policy_of(), before, "a refused upgrade changed the policy");
+
+    let harmless = json!({"policy": {"conditions": {"owners": {"Paused": ["operator"]}}}});
+    let (out, jobs) = release.upgrade_running_hooks(&harmless);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        jobs.iter()
+            .any(|j| j.name == "wfe-admission-lint" && j.output.status.success()),
+        "the lint Job did not run and pass"
+    );
+    assert!(
+        policy_of().contains("Paused"),
+        "the upgrade did not change the policy"
+    );
+    release.uninstall();
+    cluster
+        .block_on(wfe_api(&cluster.admin).delete(name, &Default::default()))
+        .expect("delete the sample");
 }

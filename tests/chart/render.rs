@@ -73,6 +73,7 @@ pub fn cases() -> Vec<Case> {
         case!(policy::policy_values_reach_the_webhook_config),
         case!(policy::extra_resources_are_guarded_everywhere),
         case!(policy::an_own_policy_from_a_values_file_is_what_the_rendered_pod_serves),
+        case!(policy::upgrade_lint_hook_lints_the_new_policy_against_the_installed_one),
         case!(values::schema_rejects_wrong_values_naming_them),
         case!(values::optional_servicemonitor_and_networkpolicy),
         case!(monitoring::prometheus_rule_alerts_select_what_is_exported),

@@ -495,3 +495,32 @@ Empty during `helm template`, which sees no cluster.
 {{- if not $ours }}true{{ end -}}
 {{- end -}}
 {{- end }}
+
+{{/* The policy file the webhook reads, rendered from the values under `policy`: the policy
+ConfigMap's, and the upgrade lint hook's candidate. */}}
+{{- define "wfe-admission.policyFile" -}}
+{{- $p := .Values.policy }}
+{{- $writers := deepCopy (default dict $p.writers) }}
+{{- $webhook := default dict (get $writers "webhook") }}
+{{- if not (or $webhook.users $webhook.groups $webhook.anyOtherUser) }}
+{{- $_ := set $writers "webhook" (dict "users" (list (include "wfe-admission.serviceAccountUser" .))) }}
+{{- end }}
+{{- /* The maps are rendered whole from the values (which hold the defaults), so that a key
+removed in the values stays removed instead of merging back in from the webhook's defaults. */ -}}
+{{- $policy := dict "writers" $writers "replaceMaps" true }}
+{{- with $p.extraResources }}
+{{- $extra := list }}
+{{- range . }}
+{{- $extra = append $extra (omit . "scope") }}
+{{- end }}
+{{- $_ := set $policy "extraResources" $extra }}
+{{- end }}
+{{- range $key := list "phase" "moves" "fields" "defaultFieldOwners" "conditions" "writeOnce" "blockClearance" "events" }}
+{{- if hasKey $p $key }}
+{{- $_ := set $policy $key (get $p $key) }}
+{{- end }}
+{{- end -}}
+# wfe-admission policy, rendered by the Helm chart from the values under `policy`.
+# Keys left out keep the webhook's built-in defaults; the maps here are whole (replaceMaps).
+{{ toYaml $policy }}
+{{- end }}

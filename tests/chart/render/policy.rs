@@ -274,3 +274,87 @@ policy:
         "{message}"
     );
 }
+
+/// `upgradeLint`: a pre-upgrade Job lints the policy the upgrade renders (a hook ConfigMap)
+/// against the installed one (the live policy ConfigMap) and the stored objects.
+pub(super) fn upgrade_lint_hook_lints_the_new_policy_against_the_installed_one(ctx: &mut Ctx) {
+    let values = json!({"upgradeLint": {"enabled": true},
+        "policy": {"conditions": {"owners": {"Paused": ["operator"]}}}});
+    let m = render(ctx, &values);
+    let installed = m.get("ConfigMap", "wfe-admission-policy");
+    let candidate = m.get("ConfigMap", "wfe-admission-policy-next");
+    assert_eq!(
+        candidate["data"]["policy.yaml"], installed["data"]["policy.yaml"],
+        "the hook lints another policy than the upgrade installs"
+    );
+    assert_eq!(
+        candidate["metadata"]["annotations"]["helm.sh/hook"],
+        "pre-upgrade"
+    );
+    let job = m.get("Job", "wfe-admission-lint");
+    let annotations = &job["metadata"]["annotations"];
+    assert_eq!(annotations["helm.sh/hook"], "pre-upgrade");
+    // The candidate ConfigMap (weight -1) exists before the Job (weight 0) runs.
+    assert!(annotations.get("helm.sh/hook-weight").is_none(), "{job}");
+    assert_eq!(job["spec"]["backoffLimit"], 0);
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "wfe-admission");
+    let volumes: Vec<(&str, &str)> = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .map(|v| {
+            let name = v["name"].as_str().expect("name");
+            (name, v["configMap"]["name"].as_str().expect("a ConfigMap"))
+        })
+        .collect();
+    assert_eq!(
+        volumes,
+        [
+            ("candidate", "wfe-admission-policy-next"),
+            ("installed", "wfe-admission-policy")
+        ]
+    );
+    let container = &pod["containers"][0];
+    let args = strs(&container["args"]);
+    assert_eq!(
+        args,
+        [
+            "lint",
+            "--config=/policy/candidate/policy.yaml",
+            "--against=/policy/installed/policy.yaml",
+            "--cluster"
+        ]
+    );
+    // The Job's own command on the two rendered files, as the pod would see them.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (volume, cm) in [("candidate", candidate), ("installed", installed)] {
+        let folder = dir.path().join(volume);
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        let text = cm["data"]["policy.yaml"].as_str().expect("policy.yaml");
+        std::fs::write(folder.join("policy.yaml"), text).expect("write");
+    }
+    let local: Vec<String> = args[..3]
+        .iter()
+        .map(|a| a.replace("/policy/", &format!("{}/", dir.path().display())))
+        .collect();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+        .args(&local)
+        .output()
+        .expect("run lint");
+    assert!(out.status.success(), "{out:?}");
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+        .args(["lint", "--help"])
+        .output()
+        .expect("lint --help");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--cluster"));
+
+    let m = render(ctx, &json!({}));
+    assert!(
+        m.of_kind("Job")
+            .iter()
+            .all(|j| j["metadata"]["annotations"]["helm.sh/hook"] != "pre-upgrade"),
+        "a lint hook by default"
+    );
+    assert_eq!(m.of_kind("ConfigMap").len(), 1);
+}

@@ -249,17 +249,21 @@ fn verify_exits_2_when_it_cannot_ask_the_api_server() {
     assert!(stderr.contains("--namespace"), "{stderr}");
 }
 
-fn lint(args: &[&str]) -> (i32, String, String) {
+/// The binary with `args`: its exit code, stdout and stderr as text.
+fn wfe_admission_text(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
-        .arg("lint")
         .args(args)
         .output()
-        .expect("run wfe-admission lint");
+        .expect("run wfe-admission");
     (
         out.status.code().expect("exit code"),
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
+}
+
+fn lint(args: &[&str]) -> (i32, String, String) {
+    wfe_admission_text(&[&["lint"], args].concat())
 }
 
 #[test]
@@ -305,17 +309,8 @@ fn lint_exits_0_clean_1_with_findings_2_on_a_file_that_does_not_load() {
 
 /// `replay` on a log the e2e suite's API server recorded (tests/data/replay/recorded.log).
 fn replay(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
-        .arg("replay")
-        .args(["--webhook-configurations", "wfe-admission-e2e"])
-        .args(args)
-        .output()
-        .expect("run wfe-admission replay");
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let own = ["replay", "--webhook-configurations", "wfe-admission-e2e"];
+    wfe_admission_text(&[&own, args].concat())
 }
 
 const RECORDED: &str = "tests/data/replay/recorded.log";

@@ -31,6 +31,10 @@ pub struct ReplayArgs {
     /// Only this object, as NAMESPACE/NAME (a trailing `*` matches a prefix); repeat the flag.
     #[arg(long = "object")]
     pub objects: Vec<String>,
+    /// Report only the writes from this time on (RFC 3339), e.g. when the webhook was
+    /// installed; earlier ones still rebuild the history.
+    #[arg(long)]
+    pub since: Option<jiff::Timestamp>,
     #[command(flatten)]
     pub own: super::kube::OwnConfigurations,
 }
@@ -152,6 +156,7 @@ pub fn run(args: ReplayArgs) -> ExitCode {
     let options = Options {
         configurations: args.own.webhook_configurations.clone(),
         objects: args.objects.clone(),
+        since: args.since,
     };
     let report = replay::replay(&policy, events, &options);
     let body = match args.output {

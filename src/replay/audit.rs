@@ -98,23 +98,52 @@ impl Event {
         found
     }
 
-    /// The JSON patches the named configurations' mutating webhooks returned, in order.
-    pub fn patches(&self, configurations: &[String]) -> Vec<Value> {
-        self.webhook_annotations("patch.webhook.admission.k8s.io")
+    /// The JSON annotations under `prefix`, in call order.
+    fn calls(&self, prefix: &str) -> Vec<((u32, u32), Value)> {
+        self.webhook_annotations(prefix)
             .into_iter()
-            .filter_map(|(_, value)| serde_json::from_str::<Value>(value).ok())
-            .filter(|v| ours(v, configurations))
-            .filter_map(|v| v.get("patch").cloned())
+            .filter_map(|(at, value)| Some((at, serde_json::from_str::<Value>(value).ok()?)))
             .collect()
     }
 
-    /// Whether a mutating webhook of the named configurations was called (at any level the
-    /// API server records one annotation per call).
-    pub fn mutating_called(&self, configurations: &[String]) -> bool {
-        self.webhook_annotations("mutation.webhook.admission.k8s.io")
+    /// The JSON patches the named configurations' mutating webhooks returned, in order.
+    pub fn patches(&self, configurations: &[String]) -> Vec<Value> {
+        self.calls("patch.webhook.admission.k8s.io")
             .into_iter()
-            .filter_map(|(_, value)| serde_json::from_str::<Value>(value).ok())
-            .any(|v| ours(&v, configurations))
+            .filter(|(_, v)| ours(v, configurations))
+            .filter_map(|(_, v)| v.get("patch").cloned())
+            .collect()
+    }
+
+    /// Where the named configurations' mutating webhook was first called (round, index), if it
+    /// was: the API server records one annotation per call at every level.
+    pub fn mutating_call(&self, configurations: &[String]) -> Option<(u32, u32)> {
+        self.calls("mutation.webhook.admission.k8s.io")
+            .into_iter()
+            .find(|(_, v)| ours(v, configurations))
+            .map(|(at, _)| at)
+    }
+
+    pub fn mutating_called(&self, configurations: &[String]) -> bool {
+        self.mutating_call(configurations).is_some()
+    }
+
+    /// The patches other mutating webhooks made before the named configurations' webhook was
+    /// called (all of them when it was not): what it was shown. Each with its webhook's name.
+    pub fn patches_before_ours(&self, configurations: &[String]) -> Vec<(String, Value)> {
+        let ours_at = self.mutating_call(configurations);
+        self.calls("patch.webhook.admission.k8s.io")
+            .into_iter()
+            .filter(|(at, v)| !ours(v, configurations) && ours_at.is_none_or(|o| *at < o))
+            .filter_map(|(_, v)| {
+                let name = v
+                    .get("webhook")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string();
+                Some((name, v.get("patch")?.clone()))
+            })
+            .collect()
     }
 
     /// Webhooks that did not answer and that the API server let the write past anyway.

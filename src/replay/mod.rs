@@ -25,6 +25,9 @@ pub struct Options {
     /// `namespace/name` of the objects to report (a trailing `*` matches a prefix); all when
     /// empty.
     pub objects: Vec<String>,
+    /// Writes before this time rebuild the history but are not reported (before the webhook
+    /// was installed, say).
+    pub since: Option<Timestamp>,
 }
 
 /// One status write: who wrote what, what the API server recorded, what the policy says.
@@ -151,7 +154,7 @@ fn compare(recorded: &Recorded, outcome: &Outcome, written: &Value) -> (bool, St
         }
         (Recorded::Denied(m), "denied") => (
             false,
-            format!("denied for another reason: recorded {m:?}; this policy: {message:?}"),
+            format!("denied for another reason: recorded: {m}; this policy: {message}"),
             Vec::new(),
         ),
         (Recorded::Denied(m), _) => (
@@ -323,7 +326,35 @@ impl<'p> Replay<'p> {
             notes.insert(0, std::mem::take(&mut record.reason));
         }
         record.reason = notes.join("; ");
-        self.report.records.push(record);
+        let at = timestamp(event.stage_timestamp.as_ref());
+        if self
+            .options
+            .since
+            .is_none_or(|since| at.is_some_and(|at| at >= since))
+        {
+            self.report.records.push(record);
+        }
+    }
+
+    /// `written` with the patches other mutating webhooks made before this one saw it.
+    fn other_webhooks(
+        &self,
+        event: &Event,
+        mut written: Value,
+        record: &mut Record,
+    ) -> Result<Value, String> {
+        let mut names = Vec::new();
+        for (name, patch) in event.patches_before_ours(&self.options.configurations) {
+            let patch: json_patch::Patch = serde_json::from_value(patch)
+                .map_err(|e| format!("webhook {name}'s recorded patch does not read: {e}"))?;
+            json_patch::patch(&mut written, &patch)
+                .map_err(|e| format!("webhook {name}'s recorded patch does not apply: {e}"))?;
+            names.push(name);
+        }
+        if !names.is_empty() {
+            record.reason = format!("judged after the recorded patches of {}", names.join(", "));
+        }
+        Ok(written)
     }
 
     /// Judges one status write into `record` and moves the object's state on; `Err` says why
@@ -347,7 +378,9 @@ impl<'p> Replay<'p> {
             self.take_recorded_state(key, event);
             return Err("the log holds no earlier state of the object (no create)".into());
         };
-        let written = match history::written(&stored, body, sent) {
+        let written = match history::written(&stored, body, sent)
+            .and_then(|w| self.other_webhooks(event, w, record))
+        {
             Ok(w) => w,
             Err(e) => {
                 self.take_recorded_state(key, event);
@@ -398,23 +431,35 @@ impl<'p> Replay<'p> {
         if !fields.is_empty() {
             record.fields = fields;
         }
-        if agrees
-            && event.succeeded()
+        if event.succeeded()
             && let Some(stored_after) = &event.response_object
         {
             let apart = changed(stored_after, &as_status(&outcome.status));
-            if !apart.is_empty() {
+            if agrees && !apart.is_empty() {
                 agrees = false;
                 reason = format!(
                     "the recorded stored status and this policy's differ in {}",
                     apart.join(", ")
                 );
                 record.fields = apart;
+            } else if !agrees && outcome.allowed && apart.is_empty() {
+                // A patch the API server retried after a conflict keeps the first attempt's
+                // annotations; what it stored is the last attempt's, and that is this policy's.
+                agrees = true;
+                reason = "the recorded patch is an earlier attempt's; the stored status is this \
+                          policy's"
+                    .into();
+                record.fields = Vec::new();
             }
         }
         record.replayed = replayed_name(&outcome);
         record.agrees = Some(agrees);
-        record.reason = reason;
+        let before = std::mem::take(&mut record.reason);
+        record.reason = [reason, before]
+            .into_iter()
+            .filter(|r| !r.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
         if !event.dry_run() {
             match (&event.response_object, event.succeeded()) {
                 (Some(object), true) => self.states.set(key, object.clone()),

@@ -51,6 +51,7 @@ fn options() -> Options {
     Options {
         configurations: vec!["wfe-admission".into()],
         objects: Vec::new(),
+        since: None,
     }
 }
 
@@ -244,4 +245,89 @@ fn a_write_across_a_second_boundary_is_judged_at_both_ends() {
     };
     assert_eq!(recorded(Some(received)), Some(true));
     assert_eq!(recorded(None), Some(false));
+}
+
+#[test]
+fn another_webhooks_earlier_patch_is_what_this_one_was_shown() {
+    let policy = Policy::new(Config::default()).expect("policy");
+    let mut created = create();
+    created.response_object = Some(object(json!({
+        "phase": "Completed", "startTime": "2026-12-03T09:59:00Z",
+        "completionTime": "2026-12-03T09:59:30Z", "duration": "30s"})));
+    let stored = created.response_object.clone().expect("stored");
+    // Another mutating webhook, called first, moves the phase back; this one then denies.
+    let mut shown = stored.clone();
+    shown["status"]["phase"] = json!("Running");
+    let write = Write {
+        old: stored,
+        new: shown,
+        user: CONTROLLER,
+        groups: &[],
+        dry_run: false,
+    };
+    let req = offline::request(&policy, write).expect("request");
+    let judged = offline::evaluate(&policy, req, "2026-12-03T10:00:00Z".parse().expect("time"))
+        .expect("verdict");
+    let message = judged.message.expect("a denial");
+    let other = json!({"configuration": "someone-else", "webhook": "other.example.com",
+        "patch": [{"op": "replace", "path": "/status/phase", "value": "Running"}],
+        "patchType": "JSONPatch"});
+    let event = |with_other: bool| {
+        let mut annotations = json!({
+            "mutation.webhook.admission.k8s.io/round_0_index_1":
+                r#"{"configuration":"wfe-admission","webhook":"m","mutated":false}"#});
+        if with_other {
+            annotations["patch.webhook.admission.k8s.io/round_0_index_0"] =
+                json!(other.to_string());
+        }
+        event(
+            json!({"verb": "patch", "requestObject": {"status": {"observedGeneration": 2}},
+            "annotations": annotations,
+            "responseStatus": {"code": 403,
+                "message": format!("admission webhook \"v\" denied the request: {message}")}}),
+        )
+    };
+    let report = replay(&policy, vec![created.clone(), event(true)], &options());
+    let record = &report.records[0];
+    assert_eq!(
+        (record.replayed, record.agrees),
+        ("denied", Some(true)),
+        "{report:#?}"
+    );
+    assert!(
+        record
+            .reason
+            .contains("judged after the recorded patches of other.example.com"),
+        "{report:#?}"
+    );
+    let report = replay(&policy, vec![created, event(false)], &options());
+    assert_eq!(report.records[0].agrees, Some(false), "{report:#?}");
+}
+
+#[test]
+fn writes_before_since_build_the_history_unreported() {
+    let policy = Policy::new(Config::default()).expect("policy");
+    let move_to = |phase: &str, at: &str| {
+        event(
+            json!({"verb": "patch", "requestObject": {"status": {"phase": phase}},
+            "stageTimestamp": at, "requestReceivedTimestamp": at}),
+        )
+    };
+    let events = vec![
+        create(),
+        move_to("Completed", "2026-12-03T10:00:00Z"),
+        move_to("Running", "2026-12-03T10:00:05Z"),
+    ];
+    let options = Options {
+        since: "2026-12-03T10:00:01Z".parse().ok(),
+        ..options()
+    };
+    let report = replay(&policy, events, &options);
+    assert_eq!(report.records.len(), 1, "{report:#?}");
+    // Judged from the Completed the unreported write left.
+    assert_eq!(
+        report.records[0].phase_move.as_deref(),
+        Some("Completed → Running")
+    );
+    assert_eq!(report.records[0].replayed, "denied");
 }

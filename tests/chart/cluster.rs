@@ -102,18 +102,25 @@ impl Release<'_> {
         Manifests::parse(&String::from_utf8_lossy(&out.stdout)).expect("parse manifest")
     }
 
-    fn upgrade(&self, args: &[&str]) {
-        let chart = chart_dir();
+    /// `helm upgrade --reuse-values` of the chart with `extra` arguments.
+    fn upgrade_args<'a>(chart: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
         let mut all = vec![
             "upgrade",
             RELEASE,
-            path_str(&chart),
+            path_str(chart),
             "--namespace",
             NS,
             "--reuse-values",
         ];
-        all.extend_from_slice(args);
-        let out = self.cluster.helm(self.helm_bin, &all);
+        all.extend_from_slice(extra);
+        all
+    }
+
+    fn upgrade(&self, args: &[&str]) {
+        let chart = chart_dir();
+        let out = self
+            .cluster
+            .helm(self.helm_bin, &Self::upgrade_args(&chart, args));
         assert!(
             out.status.success(),
             "helm upgrade failed:\n{}",
@@ -125,19 +132,12 @@ impl Release<'_> {
     fn upgrade_running_hooks(&self, values: &Value) -> (std::process::Output, Vec<hooks::RanJob>) {
         let file = self.helm_bin.values_file(values);
         let chart = chart_dir();
-        let args = [
-            "upgrade",
-            RELEASE,
-            path_str(&chart),
-            "--namespace",
-            NS,
-            "--reuse-values",
-            "-f",
-            path_str(&file),
-            "--timeout",
-            "60s",
-        ];
-        hooks::helm_running_hooks(self.cluster, self.helm_bin, &args)
+        let extra = ["-f", path_str(&file), "--timeout", "60s"];
+        hooks::helm_running_hooks(
+            self.cluster,
+            self.helm_bin,
+            &Self::upgrade_args(&chart, &extra),
+        )
     }
 
     fn uninstall(&mut self) {

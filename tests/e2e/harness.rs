@@ -37,6 +37,8 @@ pub struct Ctx {
     pub webhook: Webhook,
     /// Objects `repair` must fix, written before the webhooks existed.
     pub repair: Result<scenarios::repair::Fixture, String>,
+    /// When both webhooks were first seen answering: earlier writes were made without them.
+    pub guarded_since: jiff::Timestamp,
     /// For what runs outside this process (the image's webhook, the `verify` binary,
     /// kubectl): how to reach the API server, and as whom.
     pub access: Access,
@@ -229,6 +231,7 @@ async fn setup(plane: &ControlPlane) -> Result<Ctx> {
     webhook.register(&clients.admin).await?;
     wait_effective(&clients).await?;
     Ok(Ctx {
+        guarded_since: jiff::Timestamp::now(),
         clients,
         users,
         webhook,

@@ -1,7 +1,8 @@
 //! `replay` on the API server's own audit log: every kind of status write the suite's writers
 //! make, judged again offline, agrees with what the API server recorded; at Request level
 //! (no stored objects in the log) too; and a looser policy differs exactly on the recorded
-//! denials it would allow, named.
+//! denials it would allow, named. Then the whole suite's writes since the webhooks took
+//! effect: where replay differs, another webhook decided.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -16,6 +17,7 @@ use wfe_admission::config::WriterMove;
 use wfe_admission::replay::{self, Options};
 
 use super::Ran;
+use crate::authwebhook;
 use crate::cluster::{self, api_error, put_status, rv, wfe_api};
 use crate::harness::{Ctx, NS};
 use crate::webhook::{self, CONFIG_NAME};
@@ -108,6 +110,7 @@ async fn logged(ctx: &Ctx, a: &str, b: &str) -> Result<()> {
     let options = Options {
         configurations: vec![CONFIG_NAME.into()],
         objects: objects(a, b),
+        since: None,
     };
     cluster::eventually(
         "the scenario's writes in the audit log",
@@ -293,5 +296,34 @@ pub async fn recorded_writes_replay_to_the_same_verdicts(ctx: Arc<Ctx>) -> Resul
         summary.contains(&format!(", {} differ", differ.len())),
         "{summary}"
     );
+
+    // Every write of the suite so far, since the webhooks took effect: where replay differs, it
+    // is kubernaut's authwebhook stand-in that decided, which this policy cannot replay.
+    let since = ctx.guarded_since.to_string();
+    let ran = Ran::run(
+        Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+            .arg("replay")
+            .arg("--audit-log")
+            .arg(&ctx.access.audit_log)
+            .arg("--config")
+            .arg(&policy_file)
+            .args(["--webhook-configurations", CONFIG_NAME, "--since", &since])
+            .args(["--output", "json"]),
+    )?;
+    let (all, summary) = records(&ran)?;
+    let judged = all.iter().filter(|r| !r["agrees"].is_null()).count();
+    ensure!(judged > 100, "{summary}");
+    let unexplained: Vec<&Value> = all
+        .iter()
+        .filter(|r| r["agrees"] == json!(false))
+        .filter(|r| {
+            !(field(r, "recorded") == "denied"
+                && field(r, "reason").contains(&format!(
+                    "admission webhook \"{}\"",
+                    authwebhook::WEBHOOK_NAME
+                )))
+        })
+        .collect();
+    ensure!(unexplained.is_empty(), "{summary}: {unexplained:#?}");
     Ok(())
 }

@@ -3,19 +3,20 @@
 //! where that verdict differs from the one the API server recorded.
 
 pub mod audit;
+mod compare;
 pub mod history;
-
-use std::collections::BTreeSet;
+mod report;
 
 use jiff::Timestamp;
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{GuardedResource, WEBHOOK};
-use crate::offline::{self, Outcome, Write};
+use crate::offline::{self, Write};
 use crate::policy::Policy;
 use audit::{Event, Recorded};
+use compare::{as_status, changed, compare, replayed_name};
 use history::{Body, States};
+pub use report::{Record, Report};
 
 /// Which events replay reads.
 #[derive(Debug, Clone)]
@@ -28,162 +29,6 @@ pub struct Options {
     /// Writes before this time rebuild the history but are not reported (before the webhook
     /// was installed, say).
     pub since: Option<Timestamp>,
-}
-
-/// One status write: who wrote what, what the API server recorded, what the policy says.
-#[derive(Debug, Clone, Serialize)]
-pub struct Record {
-    pub time: String,
-    pub object: String,
-    pub user: String,
-    pub writer: String,
-    pub verb: String,
-    pub dry_run: bool,
-    /// The phase move the write asked for.
-    #[serde(rename = "move", skip_serializing_if = "Option::is_none")]
-    pub phase_move: Option<String>,
-    pub recorded: &'static str,
-    pub replayed: &'static str,
-    pub reason: String,
-    /// The top-level status fields the write changes; for a difference, the fields it is in.
-    pub fields: Vec<String>,
-    /// `None` when the write could not be judged (the reason says why).
-    pub agrees: Option<bool>,
-    pub audit_id: String,
-}
-
-#[derive(Debug, Default)]
-pub struct Report {
-    pub records: Vec<Record>,
-}
-
-impl Report {
-    pub fn agree(&self) -> usize {
-        self.records
-            .iter()
-            .filter(|r| r.agrees == Some(true))
-            .count()
-    }
-
-    pub fn differ(&self) -> usize {
-        self.records
-            .iter()
-            .filter(|r| r.agrees == Some(false))
-            .count()
-    }
-
-    /// `replay: N writes, A agree, D differ` (and how many could not be judged).
-    pub fn summary(&self) -> String {
-        let (n, a, d) = (self.records.len(), self.agree(), self.differ());
-        let rest = n - a - d;
-        let tail = if rest > 0 {
-            format!(", {rest} not judged")
-        } else {
-            String::new()
-        };
-        format!("replay: {n} writes, {a} agree, {d} differ{tail}")
-    }
-}
-
-/// What the policy made of a write, in the words of a record.
-fn replayed_name(outcome: &Outcome) -> &'static str {
-    if !outcome.allowed {
-        "denied"
-    } else if outcome.patched() {
-        "patched"
-    } else {
-        "allowed"
-    }
-}
-
-fn status_map(object: &Value) -> serde_json::Map<String, Value> {
-    object
-        .get("status")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// Top-level status fields whose values differ between two objects.
-fn changed(a: &Value, b: &Value) -> Vec<String> {
-    let (a, b) = (status_map(a), status_map(b));
-    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect()
-}
-
-fn as_status(status: &Value) -> Value {
-    serde_json::json!({ "status": status })
-}
-
-/// Whether the recorded verdict and the replayed one agree; the reason when they do not.
-fn compare(recorded: &Recorded, outcome: &Outcome, written: &Value) -> (bool, String, Vec<String>) {
-    let replayed = as_status(&outcome.status);
-    let message = outcome.message.clone().unwrap_or_default();
-    match (recorded, replayed_name(outcome)) {
-        (Recorded::Allowed, "allowed") => (true, String::new(), Vec::new()),
-        (Recorded::Patched(patches), "patched") => {
-            let mut object = written.clone();
-            for p in patches {
-                let applied = serde_json::from_value::<json_patch::Patch>(p.clone())
-                    .map_err(|e| e.to_string())
-                    .and_then(|p| json_patch::patch(&mut object, &p).map_err(|e| e.to_string()));
-                if let Err(e) = applied {
-                    return (
-                        false,
-                        format!("the recorded patch does not apply: {e}"),
-                        Vec::new(),
-                    );
-                }
-            }
-            let fields = changed(&object, &replayed);
-            if fields.is_empty() {
-                (true, String::new(), Vec::new())
-            } else {
-                let said = format!(
-                    "the recorded patch and this policy's set {} apart",
-                    fields.join(", ")
-                );
-                (false, said, fields)
-            }
-        }
-        (Recorded::Denied(m), "denied") if m.contains(&message) => {
-            (true, String::new(), Vec::new())
-        }
-        (Recorded::Denied(m), "denied") => (
-            false,
-            format!("denied for another reason: recorded: {m}; this policy: {message}"),
-            Vec::new(),
-        ),
-        (Recorded::Denied(m), _) => (
-            false,
-            format!("this policy allows what was denied: {m}"),
-            Vec::new(),
-        ),
-        (_, "denied") => (
-            false,
-            format!("this policy denies it: {message}"),
-            Vec::new(),
-        ),
-        (Recorded::Allowed, _) => {
-            let fields = changed(written, &replayed);
-            let said = format!(
-                "stored as sent, but this policy would set {}",
-                fields.join(", ")
-            );
-            (false, said, fields)
-        }
-        _ => {
-            let fields = changed(written, &replayed);
-            (
-                false,
-                "the recorded write was patched; this policy stores it as sent".into(),
-                fields,
-            )
-        }
-    }
 }
 
 fn timestamp(text: Option<&String>) -> Option<Timestamp> {

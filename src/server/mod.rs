@@ -125,7 +125,8 @@ pub async fn start(
     if let Some(ca) = &client_ca {
         ca.spawn_reloader(options.cert_reload_interval);
     }
-    let tls = tls::server_config(Arc::clone(&certs), client_ca, options.tls_min_version)?;
+    let verifier = client_ca.map(|ca| ca as Arc<dyn rustls::server::danger::ClientCertVerifier>);
+    let tls = tls::server_config(Arc::clone(&certs), verifier, options.tls_min_version)?;
     certs.spawn_reloader(options.cert_reload_interval);
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)

@@ -226,7 +226,7 @@ impl MinVersion {
 /// verification.
 pub fn server_config(
     store: Arc<CertStore>,
-    client_ca: Option<Arc<super::client_ca::ClientCa>>,
+    client_ca: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     min: MinVersion,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let builder =

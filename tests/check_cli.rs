@@ -307,6 +307,34 @@ fn lint_exits_0_clean_1_with_findings_2_on_a_file_that_does_not_load() {
     assert!(err.starts_with("error: --against: "), "{err}");
 }
 
+#[test]
+fn lint_only_new_counts_only_what_the_change_brings() {
+    let dead_end = "tests/data/lint/paused-dead-end.yaml";
+    // The same policy against itself: its dead end is already there.
+    let (code, out, _) = lint(&["--config", dead_end, "--against", dead_end, "--only-new"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("lint: already (dead-end): Paused is not terminal but has no way out"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("lint: 0 finding(s), 1 already in the policy it replaces\n"),
+        "{out}"
+    );
+    let (code, out, _) = lint(&["--config", dead_end, "--against", dead_end]);
+    assert_eq!(code, 1, "without --only-new every finding counts: {out}");
+    // Against the default policy the dead end is new.
+    let default = tempfile::tempdir().expect("tempdir");
+    let empty = default.path().join("default.yaml");
+    std::fs::write(&empty, "{}\n").expect("write");
+    let against = empty.to_str().expect("path");
+    let (code, out, _) = lint(&["--config", dead_end, "--against", against, "--only-new"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("lint: dead-end: Paused"), "{out}");
+    let (code, _, err) = lint(&["--config", dead_end, "--only-new"]);
+    assert_eq!(code, 2, "--only-new needs --against: {err}");
+}
+
 /// `replay` on a log the e2e suite's API server recorded (tests/data/replay/recorded.log).
 fn replay(args: &[&str]) -> (i32, String, String) {
     let own = ["replay", "--webhook-configurations", "wfe-admission-e2e"];

@@ -28,6 +28,10 @@ pub struct LintArgs {
     /// $KUBECONFIG, ~/.kube/config): the chart's upgrade hook.
     #[arg(long)]
     pub cluster: bool,
+    /// With --against: findings the replaced policy has too are printed as `already` and do
+    /// not count, so that only what the change brings fails (the chart's upgrade hook).
+    #[arg(long, requires = "against")]
+    pub only_new: bool,
 }
 
 fn load(path: Option<&std::path::Path>) -> Result<Policy, String> {
@@ -35,17 +39,18 @@ fn load(path: Option<&std::path::Path>) -> Result<Policy, String> {
     Policy::new(config).map_err(|e| e.to_string())
 }
 
-/// The stored objects of the guarded resource in a phase with no way out.
+/// The stored objects of the guarded resource in a phase with no way out under each of
+/// `policies` (one listing for all).
 async fn stranded(
-    policy: &Policy,
+    policies: &[&Policy],
     kubeconfig: Option<&std::path::Path>,
-) -> Result<Vec<Finding>, String> {
+) -> Result<Vec<Vec<Finding>>, String> {
     let client = super::kube::client(kubeconfig).await?;
+    let policy = policies.first().ok_or("no policy")?;
     let r = &policy.config.resource;
     let api_version = format!("{}/{}", r.group, r.version);
     let api = crate::status::api_for(&client, policy, &api_version, &r.kind, None);
-    let phases = &policy.phases;
-    let mut found = Vec::new();
+    let mut found = vec![Vec::new(); policies.len()];
     let mut params = ListParams::default().limit(500);
     loop {
         let page = api
@@ -54,13 +59,16 @@ async fn stranded(
             .map_err(|e| format!("cannot list {}: {e}", r.resource))?;
         for o in &page.items {
             let status = o.data.get("status").and_then(serde_json::Value::as_object);
-            let phase = phases.current(PhaseValue::read(status, &phases.field));
             let name = format!(
                 "{}/{}",
                 o.metadata.namespace.as_deref().unwrap_or("-"),
                 o.metadata.name.as_deref().unwrap_or("")
             );
-            found.extend(lint::stranded(policy, &name, phase));
+            for (p, out) in policies.iter().zip(found.iter_mut()) {
+                let phases = &p.phases;
+                let phase = phases.current(PhaseValue::read(status, &phases.field));
+                out.extend(lint::stranded(p, &name, phase));
+            }
         }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(next) => params = params.continue_token(&next),
@@ -83,23 +91,45 @@ pub fn run(args: LintArgs) -> ExitCode {
         Err(e) => return fail(format!("--against: {e}")),
     };
     let mut found = lint::lint(&policy, against.as_ref());
+    let mut before = match (&against, args.only_new) {
+        (Some(old), true) => lint::lint(old, None),
+        _ => Vec::new(),
+    };
     if args.cluster || args.kubeconfig.is_some() {
+        let mut policies = vec![&policy];
+        policies.extend(against.as_ref().filter(|_| args.only_new));
         let kubeconfig = args.kubeconfig.as_deref();
         let listed = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(stranded(&policy, kubeconfig)));
+            .and_then(|rt| rt.block_on(stranded(&policies, kubeconfig)));
         match listed {
-            Ok(more) => found.extend(more),
+            Ok(mut each) => {
+                before.extend(each.drain(1..).flatten());
+                found.extend(each.into_iter().flatten());
+            }
             Err(e) => return fail(e),
         }
     }
-    for f in &found {
+    let (already, new): (Vec<Finding>, Vec<Finding>) =
+        found.into_iter().partition(|f| before.contains(f));
+    for f in &new {
         println!("lint: {}: {}", f.kind, f.message);
     }
-    println!("lint: {} finding(s)", found.len());
-    if found.is_empty() {
+    for f in &already {
+        println!("lint: already ({}): {}", f.kind, f.message);
+    }
+    if already.is_empty() {
+        println!("lint: {} finding(s)", new.len());
+    } else {
+        println!(
+            "lint: {} finding(s), {} already in the policy it replaces",
+            new.len(),
+            already.len()
+        );
+    }
+    if new.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

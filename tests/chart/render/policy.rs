@@ -323,7 +323,8 @@ pub(super) fn upgrade_lint_hook_lints_the_new_policy_against_the_installed_one(c
             "lint",
             "--config=/policy/candidate/policy.yaml",
             "--against=/policy/installed/policy.yaml",
-            "--cluster"
+            "--cluster",
+            "--only-new"
         ]
     );
     // The Job's own command on the two rendered files, as the pod would see them.
@@ -334,7 +335,8 @@ pub(super) fn upgrade_lint_hook_lints_the_new_policy_against_the_installed_one(c
         let text = cm["data"]["policy.yaml"].as_str().expect("policy.yaml");
         std::fs::write(folder.join("policy.yaml"), text).expect("write");
     }
-    let local: Vec<String> = args[..3]
+    let local: Vec<String> = [&args[..3], &args[4..]]
+        .concat()
         .iter()
         .map(|a| a.replace("/policy/", &format!("{}/", dir.path().display())))
         .collect();

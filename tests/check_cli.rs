@@ -373,6 +373,38 @@ fn replay_of_a_recorded_log_agrees_under_its_own_policy() {
 }
 
 #[test]
+fn replay_reads_the_log_from_stdin() {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+        .args([
+            "replay",
+            "--audit-log",
+            "-",
+            "--webhook-configurations",
+            "wfe-admission-e2e",
+        ])
+        .args(["--config", "tests/data/replay/suite-policy.yaml"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run wfe-admission replay");
+    let log = std::fs::read(RECORDED).expect("recorded.log");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&log)
+        .expect("write the log");
+    let out = child.wait_with_output().expect("replay output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.ends_with("replay: 10 writes, 8 agree, 0 differ, 2 not judged\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn replay_names_the_recorded_denials_a_looser_policy_allows() {
     let policy = "tests/data/replay/operators-finish.yaml";
     let (code, out, _) = replay(&["--audit-log", RECORDED, "--config", policy]);

@@ -39,40 +39,93 @@ pub struct ReplayArgs {
     pub own: super::kube::OwnConfigurations,
 }
 
-/// Reads one event per non-empty line; a line that is not one is an error naming it.
-pub fn read_events(reader: impl std::io::BufRead, source: &str) -> Result<Vec<Event>, String> {
-    let mut events = Vec::new();
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| format!("cannot read {source}: {e}"))?;
-        if line.trim().is_empty() {
-            continue;
+/// Audit events read one line at a time, so that a week of log is never held at once. The
+/// first line that is not an event ends the iteration and is kept in `error`, naming the line.
+pub struct Events<R> {
+    lines: std::io::Lines<R>,
+    source: String,
+    line: usize,
+    pub error: Option<String>,
+}
+
+impl<R: std::io::BufRead> Events<R> {
+    pub fn new(reader: R, source: &str) -> Self {
+        Self {
+            lines: reader.lines(),
+            source: source.to_string(),
+            line: 0,
+            error: None,
         }
-        let event: Event = serde_json::from_str(&line)
-            .map_err(|e| format!("{source}:{}: not an audit event: {e}", n + 1))?;
+    }
+
+    fn parse(&self, line: &str) -> Result<Event, String> {
+        let at = format!("{}:{}", self.source, self.line);
+        let event: Event =
+            serde_json::from_str(line).map_err(|e| format!("{at}: not an audit event: {e}"))?;
         if event.api_version != "audit.k8s.io/v1" {
             return Err(format!(
-                "{source}:{}: apiVersion {:?}; replay reads audit.k8s.io/v1 events",
-                n + 1,
+                "{at}: apiVersion {:?}; replay reads audit.k8s.io/v1 events",
                 event.api_version
             ));
         }
-        events.push(event);
+        Ok(event)
     }
-    Ok(events)
 }
 
-fn load(args: &ReplayArgs) -> Result<(Policy, Vec<Event>), String> {
+impl<R: std::io::BufRead> Iterator for Events<R> {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        if self.error.is_some() {
+            return None;
+        }
+        loop {
+            self.line += 1;
+            let line = match self.lines.next()? {
+                Ok(line) => line,
+                Err(e) => {
+                    self.error = Some(format!("cannot read {}: {e}", self.source));
+                    return None;
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match self.parse(&line) {
+                Ok(event) => return Some(event),
+                Err(e) => {
+                    self.error = Some(e);
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// All the events of `reader`, or the first line that is not one.
+pub fn read_events(reader: impl std::io::BufRead, source: &str) -> Result<Vec<Event>, String> {
+    let mut events = Events::new(reader, source);
+    let all: Vec<Event> = events.by_ref().collect();
+    events.error.map_or(Ok(all), Err)
+}
+
+fn open(args: &ReplayArgs) -> Result<(Policy, Events<Box<dyn std::io::BufRead>>), String> {
     let config = super::load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
     let policy = Policy::new(config).map_err(|e| e.to_string())?;
     let source = args.audit_log.display().to_string();
-    let events = if source == "-" {
-        read_events(std::io::stdin().lock(), "stdin")?
+    let reader: Box<dyn std::io::BufRead> = if source == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         let file = std::fs::File::open(&args.audit_log)
             .map_err(|e| format!("cannot read {source}: {e}"))?;
-        read_events(std::io::BufReader::new(file), &source)?
+        Box::new(std::io::BufReader::new(file))
     };
-    Ok((policy, events))
+    let source = if source == "-" {
+        "stdin".into()
+    } else {
+        source
+    };
+    Ok((policy, Events::new(reader, &source)))
 }
 
 fn agrees_text(r: &Record) -> &'static str {
@@ -146,7 +199,7 @@ fn print(text: &str) -> Result<(), String> {
 }
 
 pub fn run(args: ReplayArgs) -> ExitCode {
-    let (policy, events) = match load(&args) {
+    let (policy, mut events) = match open(&args) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("error: {e}");
@@ -158,7 +211,11 @@ pub fn run(args: ReplayArgs) -> ExitCode {
         objects: args.objects.clone(),
         since: args.since,
     };
-    let report = replay::replay(&policy, events, &options);
+    let report = replay::replay(&policy, events.by_ref(), &options);
+    if let Some(e) = events.error {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let body = match args.output {
         Output::Text => table(&report),
         Output::Json => report

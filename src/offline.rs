@@ -8,7 +8,7 @@ use kube::core::{DynamicObject, TypeMeta};
 use serde_json::{Value, json};
 
 use crate::policy::Policy;
-use crate::policy::review::{self, Decision, DenyReason, Verdict};
+use crate::policy::review::{self, Decision, Verdict};
 
 /// One status write: the stored object, the object the writer's request makes of it, and who.
 #[derive(Debug, Clone)]
@@ -29,8 +29,6 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     /// The status as it would be stored (the writer's, with the patch applied).
     pub status: Value,
-    #[serde(skip)]
-    pub reason: Option<DenyReason>,
 }
 
 impl Outcome {
@@ -65,14 +63,10 @@ pub fn request(
         Some((g, v)) => (g.to_string(), v.to_string()),
         None => (String::new(), api_version.clone()),
     };
-    let config = &policy.config;
-    let Some(resource) = std::iter::once(&config.resource)
-        .chain(&config.extra_resources)
-        .find(|r| r.group == group)
-    else {
+    let Some(resource) = policy.resources().find(|r| r.group == group) else {
         return Err(format!(
             "the objects are {api_version} {kind}, but the policy guards group {:?}",
-            config.resource.group
+            policy.config.resource.group
         ));
     };
     let meta = |v: &Value, key: &str| v.pointer(&format!("/metadata/{key}")).cloned();
@@ -102,9 +96,9 @@ pub fn request(
     Ok(req)
 }
 
-fn denied(verdict: &Verdict) -> Option<(DenyReason, String)> {
+fn denied(verdict: &Verdict) -> Option<String> {
     match &verdict.decision {
-        Decision::Deny(d) => Some((d.reason, d.message.clone())),
+        Decision::Deny(d) => Some(d.message.clone()),
         _ => None,
     }
 }
@@ -128,8 +122,8 @@ pub fn evaluate(
         .unwrap_or(Value::Null);
     json_patch::patch(&mut object, &patch)
         .map_err(|e| format!("the mutating patch does not apply: {e}"))?;
-    let refusal = match denied(&mutated) {
-        Some(refusal) => Some(refusal),
+    let message = match denied(&mutated) {
+        Some(message) => Some(message),
         None => {
             req.object = Some(
                 serde_json::from_value(object.clone())
@@ -142,9 +136,8 @@ pub fn evaluate(
     };
     let status = object.get("status").cloned().unwrap_or(Value::Null);
     Ok(Outcome {
-        allowed: refusal.is_none(),
-        reason: refusal.as_ref().map(|(r, _)| *r),
-        message: refusal.map(|(_, m)| m),
+        allowed: message.is_none(),
+        message,
         patch: serde_json::to_value(&patch).map_err(|e| e.to_string())?,
         warnings,
         status,

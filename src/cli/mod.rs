@@ -83,15 +83,20 @@ pub fn init_logging(format: LogFormat, filter: &str) {
     };
 }
 
-/// Prints `value` as pretty JSON and a newline on stdout. A reader that went away (`| head`)
-/// is not an error worth a panic; any other failure is returned.
-pub fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
+/// Prints `text` on stdout. A reader that went away (`| head`) is not an error worth a panic;
+/// any other failure is returned.
+pub fn print(text: &str) -> Result<(), String> {
     use std::io::Write as _;
-    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    match writeln!(std::io::stdout().lock(), "{text}") {
+    match write!(std::io::stdout().lock(), "{text}") {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
         _ => Ok(()),
     }
+}
+
+/// Prints `value` as pretty JSON and a newline on stdout, as [`print`] does.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    print(&format!("{text}\n"))
 }
 
 /// The default policy, or the file's.

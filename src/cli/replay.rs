@@ -190,14 +190,6 @@ pub fn table(report: &Report) -> String {
     out
 }
 
-fn print(text: &str) -> Result<(), String> {
-    use std::io::Write as _;
-    match write!(std::io::stdout().lock(), "{text}") {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
-        _ => Ok(()),
-    }
-}
-
 pub fn run(args: ReplayArgs) -> ExitCode {
     let (policy, mut events) = match open(&args) {
         Ok(loaded) => loaded,
@@ -225,7 +217,7 @@ pub fn run(args: ReplayArgs) -> ExitCode {
             .collect::<Result<String, _>>()
             .unwrap_or_default(),
     };
-    if let Err(e) = print(&format!("{body}{}\n", report.summary())) {
+    if let Err(e) = super::print(&format!("{body}{}\n", report.summary())) {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }

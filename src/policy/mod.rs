@@ -125,15 +125,19 @@ impl Policy {
         self.removable.contains(condition_type)
     }
 
+    /// The resources this policy guards: the main one, then `extraResources`.
+    pub fn resources(&self) -> impl Iterator<Item = &GuardedResource> {
+        std::iter::once(&self.config.resource).chain(&self.config.extra_resources)
+    }
+
     /// Whether this policy guards `group/resource/subresource` (any version: matchPolicy
     /// Equivalent may send another version of the same resource).
     pub fn guards(&self, group: &str, resource: &str, subresource: Option<&str>) -> bool {
-        let matches = |r: &GuardedResource| {
+        self.resources().any(|r| {
             r.group == group
                 && r.resource == resource
                 && subresource == Some(r.subresource.as_str())
-        };
-        matches(&self.config.resource) || self.config.extra_resources.iter().any(matches)
+        })
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::audit::Recorded;
+use super::history::apply_json_patch;
 use crate::offline::Outcome;
 
 /// What the policy made of a write, in the words of a record.
@@ -53,15 +54,8 @@ pub(super) fn compare(
         (Recorded::Patched(patches), "patched") => {
             let mut object = written.clone();
             for p in patches {
-                let applied = serde_json::from_value::<json_patch::Patch>(p.clone())
-                    .map_err(|e| e.to_string())
-                    .and_then(|p| json_patch::patch(&mut object, &p).map_err(|e| e.to_string()));
-                if let Err(e) = applied {
-                    return (
-                        false,
-                        format!("the recorded patch does not apply: {e}"),
-                        Vec::new(),
-                    );
+                if let Err(e) = apply_json_patch(&mut object, p) {
+                    return (false, format!("the recorded patch {e}"), Vec::new());
                 }
             }
             let fields = changed(&object, &replayed);

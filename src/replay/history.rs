@@ -64,17 +64,22 @@ pub fn written(stored: &Value, body: Body, sent: &Value) -> Result<Value, String
             Ok(object)
         }
         Body::JsonPatch => {
-            let patch: json_patch::Patch = serde_json::from_value(sent.clone())
-                .map_err(|e| format!("the JSON patch does not read: {e}"))?;
             let mut object = stored.clone();
-            json_patch::patch(&mut object, &patch)
-                .map_err(|e| format!("the JSON patch does not apply to the rebuilt state: {e}"))?;
+            apply_json_patch(&mut object, sent).map_err(|e| format!("the JSON patch {e}"))?;
             Ok(object)
         }
         Body::Apply => {
             Err("server-side apply merges by field ownership, which replay does not rebuild".into())
         }
     }
+}
+
+/// Applies a JSON patch as the log holds it (a write's body, a webhook's patch annotation);
+/// the error says whether it `does not read` or `does not apply`.
+pub fn apply_json_patch(object: &mut Value, patch: &Value) -> Result<(), String> {
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch.clone()).map_err(|e| format!("does not read: {e}"))?;
+    json_patch::patch(object, &patch).map_err(|e| format!("does not apply: {e}"))
 }
 
 /// `stored` with the status of `other`: a write through the status subresource changes

@@ -57,9 +57,8 @@ impl<'p> Replay<'p> {
 
     /// The guarded resource an event is about, if any.
     fn resource(&self, group: &str, resource: &str) -> Option<&'p GuardedResource> {
-        let config = &self.policy.config;
-        std::iter::once(&config.resource)
-            .chain(&config.extra_resources)
+        self.policy
+            .resources()
             .find(|r| r.group == group && r.resource == resource)
     }
 
@@ -163,14 +162,13 @@ impl<'p> Replay<'p> {
             agrees: None,
             audit_id: event.audit_id.clone(),
         };
-        let judged = self.judge(&key, &event, &recorded, body, &mut record);
-        if let Err(reason) = judged {
-            notes.insert(0, reason);
+        // The judge's reasons come first, then what the event says of the call.
+        let mut lead = Vec::new();
+        if let Err(reason) = self.judge(&key, &event, &recorded, body, &mut record, &mut lead) {
+            lead.push(reason);
         }
-        if !record.reason.is_empty() {
-            notes.insert(0, std::mem::take(&mut record.reason));
-        }
-        record.reason = notes.join("; ");
+        lead.extend(notes);
+        record.reason = lead.join("; ");
         let at = timestamp(event.stage_timestamp.as_ref());
         if self
             .options
@@ -181,29 +179,31 @@ impl<'p> Replay<'p> {
         }
     }
 
-    /// `written` with the patches other mutating webhooks made before this one saw it.
+    /// `written` with the patches other mutating webhooks made before this one saw it; the
+    /// reason names them.
     fn other_webhooks(
         &self,
         event: &Event,
         mut written: Value,
-        record: &mut Record,
+        lead: &mut Vec<String>,
     ) -> Result<Value, String> {
         let mut names = Vec::new();
         for (name, patch) in event.patches_before_ours(&self.options.configurations) {
-            let patch: json_patch::Patch = serde_json::from_value(patch)
-                .map_err(|e| format!("webhook {name}'s recorded patch does not read: {e}"))?;
-            json_patch::patch(&mut written, &patch)
-                .map_err(|e| format!("webhook {name}'s recorded patch does not apply: {e}"))?;
+            history::apply_json_patch(&mut written, &patch)
+                .map_err(|e| format!("webhook {name}'s recorded patch {e}"))?;
             names.push(name);
         }
         if !names.is_empty() {
-            record.reason = format!("judged after the recorded patches of {}", names.join(", "));
+            lead.push(format!(
+                "judged after the recorded patches of {}",
+                names.join(", ")
+            ));
         }
         Ok(written)
     }
 
-    /// Judges one status write into `record` and moves the object's state on; `Err` says why
-    /// the write cannot be judged.
+    /// Judges one status write into `record` and moves the object's state on, with its
+    /// reasons in `lead`; `Err` says why the write cannot be judged.
     fn judge(
         &mut self,
         key: &str,
@@ -211,6 +211,7 @@ impl<'p> Replay<'p> {
         recorded: &Recorded,
         body: Option<Body>,
         record: &mut Record,
+        lead: &mut Vec<String>,
     ) -> Result<(), String> {
         if let Recorded::RefusedBeforeAdmission(said) | Recorded::Failed(said) = recorded {
             return Err(format!("the webhook's verdict did not decide it: {said}"));
@@ -224,7 +225,7 @@ impl<'p> Replay<'p> {
             return Err("the log holds no earlier state of the object (no create)".into());
         };
         let written = match history::written(&stored, body, sent)
-            .and_then(|w| self.other_webhooks(event, w, record))
+            .and_then(|w| self.other_webhooks(event, w, lead))
         {
             Ok(w) => w,
             Err(e) => {
@@ -299,12 +300,9 @@ impl<'p> Replay<'p> {
         }
         record.replayed = replayed_name(&outcome);
         record.agrees = Some(agrees);
-        let before = std::mem::take(&mut record.reason);
-        record.reason = [reason, before]
-            .into_iter()
-            .filter(|r| !r.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ");
+        if !reason.is_empty() {
+            lead.insert(0, reason);
+        }
         if !event.dry_run() {
             match (&event.response_object, event.succeeded()) {
                 (Some(object), true) => self.states.set(key, object.clone()),

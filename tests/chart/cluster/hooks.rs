@@ -44,25 +44,20 @@ pub(super) fn helm_running_hooks(
         let listed = cluster.block_on(jobs.list(&Default::default()));
         for job in listed.map(|l| l.items).unwrap_or_default() {
             let name = job.metadata.name.clone().unwrap_or_default();
-            // A Job of the same name from an earlier run keeps its uid; a new one does not.
-            let uid = job.metadata.uid.clone().unwrap_or_default();
-            let key = format!("{name}/{uid}");
-            if !ran.iter().any(|r| r.name == key)
-                && job
-                    .status
-                    .as_ref()
-                    .is_none_or(|s| s.completion_time.is_none() && s.failed.is_none())
-            {
+            // A Job this loop ran is marked done or failed right away, as is one left by an
+            // earlier run: only a Job with no outcome yet is run.
+            let open = job
+                .status
+                .as_ref()
+                .is_none_or(|s| s.completion_time.is_none() && s.failed.is_none());
+            if open {
                 let output = run_job(cluster, &jobs, &job);
-                ran.push(RanJob { name: key, output });
+                ran.push(RanJob { name, output });
             }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = child.wait_with_output().expect("helm output");
-    for r in &mut ran {
-        r.name = r.name.split('/').next().unwrap_or_default().to_string();
-    }
     (out, ran)
 }
 

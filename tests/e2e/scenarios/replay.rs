@@ -134,25 +134,33 @@ async fn logged(ctx: &Ctx, a: &str, b: &str) -> Result<()> {
     .await
 }
 
+/// The binary's `replay` of `log` under `policy` with the suite's configuration names, and
+/// `extra` flags (which objects, since when).
 fn run_replay(
     log: &std::path::Path,
     policy: &std::path::Path,
-    a: &str,
-    b: &str,
     json: bool,
+    extra: &[String],
 ) -> Result<Ran> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wfe-admission"));
-    cmd.arg("replay")
-        .arg("--audit-log")
-        .arg(log)
-        .arg("--config")
-        .arg(policy)
-        .args(["--webhook-configurations", CONFIG_NAME])
-        .args(["--output", if json { "json" } else { "text" }]);
-    for o in objects(a, b) {
-        cmd.arg("--object").arg(o);
-    }
-    Ran::run(&mut cmd)
+    Ran::run(
+        Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
+            .arg("replay")
+            .arg("--audit-log")
+            .arg(log)
+            .arg("--config")
+            .arg(policy)
+            .args(["--webhook-configurations", CONFIG_NAME])
+            .args(["--output", if json { "json" } else { "text" }])
+            .args(extra),
+    )
+}
+
+/// `--object` for each of the scenario's two objects.
+fn only(a: &str, b: &str) -> Vec<String> {
+    objects(a, b)
+        .into_iter()
+        .flat_map(|o| ["--object".to_string(), o])
+        .collect()
 }
 
 /// The JSON records, and the summary line after them.
@@ -182,7 +190,7 @@ pub async fn recorded_writes_replay_to_the_same_verdicts(ctx: Arc<Ctx>) -> Resul
     std::fs::write(&policy_file, serde_json::to_string(&config)?)?;
 
     // RequestResponse, as recorded.
-    let ran = run_replay(&ctx.access.audit_log, &policy_file, &a, &b, true)?;
+    let ran = run_replay(&ctx.access.audit_log, &policy_file, true, &only(&a, &b))?;
     ensure!(ran.code == Some(0), "{ran:#?}");
     let (all, summary) = records(&ran)?;
     let judged: Vec<&Value> = all.iter().filter(|r| !r["agrees"].is_null()).collect();
@@ -250,7 +258,7 @@ pub async fn recorded_writes_replay_to_the_same_verdicts(ctx: Arc<Ctx>) -> Resul
     }
     let request_log = dir.path().join("request-level.log");
     std::fs::write(&request_log, request_level)?;
-    let ran = run_replay(&request_log, &policy_file, &a, &b, false)?;
+    let ran = run_replay(&request_log, &policy_file, false, &only(&a, &b))?;
     ensure!(ran.code == Some(0), "{ran:#?}");
     ensure!(
         ran.stdout
@@ -274,7 +282,7 @@ pub async fn recorded_writes_replay_to_the_same_verdicts(ctx: Arc<Ctx>) -> Resul
         });
     let looser_file = dir.path().join("looser.json");
     std::fs::write(&looser_file, serde_json::to_string(&looser)?)?;
-    let ran = run_replay(&ctx.access.audit_log, &looser_file, &a, &b, true)?;
+    let ran = run_replay(&ctx.access.audit_log, &looser_file, true, &only(&a, &b))?;
     ensure!(ran.code == Some(1), "{ran:#?}");
     let (all, summary) = records(&ran)?;
     let differ: Vec<&Value> = all.iter().filter(|r| r["agrees"] == json!(false)).collect();
@@ -299,17 +307,8 @@ pub async fn recorded_writes_replay_to_the_same_verdicts(ctx: Arc<Ctx>) -> Resul
 
     // Every write of the suite so far, since the webhooks took effect: where replay differs, it
     // is kubernaut's authwebhook stand-in that decided, which this policy cannot replay.
-    let since = ctx.guarded_since.to_string();
-    let ran = Ran::run(
-        Command::new(env!("CARGO_BIN_EXE_wfe-admission"))
-            .arg("replay")
-            .arg("--audit-log")
-            .arg(&ctx.access.audit_log)
-            .arg("--config")
-            .arg(&policy_file)
-            .args(["--webhook-configurations", CONFIG_NAME, "--since", &since])
-            .args(["--output", "json"]),
-    )?;
+    let since = ["--since".to_string(), ctx.guarded_since.to_string()];
+    let ran = run_replay(&ctx.access.audit_log, &policy_file, true, &since)?;
     let (all, summary) = records(&ran)?;
     let judged = all.iter().filter(|r| !r["agrees"].is_null()).count();
     ensure!(judged > 100, "{summary}");

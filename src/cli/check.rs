@@ -9,7 +9,6 @@ use kube::core::DynamicObject;
 use serde_json::Value;
 
 use crate::offline::{self, Outcome};
-use crate::policy::Policy;
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -74,8 +73,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
 }
 
 fn check(args: &CheckArgs) -> Result<Outcome, String> {
-    let config = super::load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
-    let policy = Policy::new(config).map_err(|e| e.to_string())?;
+    let policy = super::load_policy(args.config.as_deref())?;
     let old = read_object(&args.old)?;
     let new = read_object(&args.new)?;
     // Both must read as Kubernetes objects, like the API server would have them.

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::policy::Policy;
 use crate::policy::match_conditions::{
     MUTATE_MATCH_CONDITION, VALIDATE_MATCH_CONDITION, mutate_match_condition,
     validate_match_condition,
@@ -23,10 +22,7 @@ pub struct MatchConditionsArgs {
 /// Prints `{"mutating": [...], "validating": [...]}`, each a `matchConditions` list. The mutating
 /// list is empty when the policy has no controller to recognise.
 pub fn run(args: MatchConditionsArgs) -> ExitCode {
-    let policy = super::load_config(args.config.as_deref())
-        .map_err(|e| e.to_string())
-        .and_then(|c| Policy::new(c).map_err(|e| e.to_string()));
-    let policy = match policy {
+    let policy = match super::load_policy(args.config.as_deref()) {
         Ok(p) => p,
         Err(message) => {
             eprintln!("error: {message}");

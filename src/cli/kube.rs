@@ -80,8 +80,7 @@ where
     };
     runtime.block_on(async {
         let prepared = async {
-            let config = super::load_config(config).map_err(|e| e.to_string())?;
-            let policy = Policy::new(config).map_err(|e| e.to_string())?;
+            let policy = super::load_policy(config)?;
             Ok::<_, String>((policy, client(kubeconfig).await?))
         };
         let done = match prepared.await {

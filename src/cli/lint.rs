@@ -34,11 +34,6 @@ pub struct LintArgs {
     pub only_new: bool,
 }
 
-fn load(path: Option<&std::path::Path>) -> Result<Policy, String> {
-    let config = super::load_config(path).map_err(|e| e.to_string())?;
-    Policy::new(config).map_err(|e| e.to_string())
-}
-
 /// The stored objects of the guarded resource in a phase with no way out under each of
 /// `policies` (one listing for all).
 async fn stranded(
@@ -82,11 +77,16 @@ pub fn run(args: LintArgs) -> ExitCode {
         eprintln!("error: {e}");
         ExitCode::from(2)
     };
-    let policy = match load(args.config.as_deref()) {
+    let policy = match super::load_policy(args.config.as_deref()) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let against = match args.against.as_deref().map(|p| load(Some(p))).transpose() {
+    let against = match args
+        .against
+        .as_deref()
+        .map(|p| super::load_policy(Some(p)))
+        .transpose()
+    {
         Ok(a) => a,
         Err(e) => return fail(format!("--against: {e}")),
     };

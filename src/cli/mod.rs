@@ -107,6 +107,12 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, crate::config::ConfigE
     }
 }
 
+/// The default policy, or the file's, compiled; the reason as text when it does not load.
+pub fn load_policy(path: Option<&Path>) -> Result<crate::policy::Policy, String> {
+    let config = load_config(path).map_err(|e| e.to_string())?;
+    crate::policy::Policy::new(config).map_err(|e| e.to_string())
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => {

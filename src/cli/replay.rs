@@ -110,8 +110,7 @@ pub fn read_events(reader: impl std::io::BufRead, source: &str) -> Result<Vec<Ev
 }
 
 fn open(args: &ReplayArgs) -> Result<(Policy, Events<Box<dyn std::io::BufRead>>), String> {
-    let config = super::load_config(args.config.as_deref()).map_err(|e| e.to_string())?;
-    let policy = Policy::new(config).map_err(|e| e.to_string())?;
+    let policy = super::load_policy(args.config.as_deref())?;
     let source = args.audit_log.display().to_string();
     let reader: Box<dyn std::io::BufRead> = if source == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))

@@ -219,8 +219,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let config = super::load_config(args.cluster.config.as_deref()).map_err(|e| e.to_string())?;
-    let policy = Policy::new(config).map_err(|e| e.to_string())?;
+    let policy = super::load_policy(args.cluster.config.as_deref())?;
     let mut options = options(&args)?;
     let metrics = Metrics::new();
     let self_managed = match args.cert_mode {

@@ -89,19 +89,32 @@ impl Helm {
         namespace: &str,
         values: &Value,
     ) -> Result<Manifests, String> {
+        self.template_on(release, namespace, values, None)
+    }
+
+    /// `helm template` for a cluster of `kube_version` (helm's own default when `None`).
+    pub fn template_on(
+        &self,
+        release: &str,
+        namespace: &str,
+        values: &Value,
+        kube_version: Option<&str>,
+    ) -> Result<Manifests, String> {
         let file = self.values_file(values);
         let chart = chart_dir();
-        let out = self
-            .run(&[
-                "template",
-                release,
-                path_str(&chart),
-                "--namespace",
-                namespace,
-                "--values",
-                path_str(&file),
-            ])
-            .map_err(|e| format!("{e:#}"))?;
+        let mut args = vec![
+            "template",
+            release,
+            path_str(&chart),
+            "--namespace",
+            namespace,
+            "--values",
+            path_str(&file),
+        ];
+        if let Some(v) = kube_version {
+            args.extend(["--kube-version", v]);
+        }
+        let out = self.run(&args).map_err(|e| format!("{e:#}"))?;
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }

@@ -61,6 +61,7 @@ pub fn cases() -> Vec<Case> {
         case!(webhooks::own_service_account_skips_only_the_mutating_webhook),
         case!(webhooks::validating_webhook_skips_only_undeniable_updates),
         case!(webhooks::mutating_webhook_skips_only_writes_combining_keeps),
+        case!(webhooks::mutating_condition_only_where_the_api_server_accepts_it),
         case!(deployment::deployment_is_hardened_probed_and_spread),
         case!(deployment::deployment_flags_per_mode),
         case!(deployment::deployment_flags_exist_in_the_binary),

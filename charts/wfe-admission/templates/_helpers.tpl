@@ -237,7 +237,9 @@ rules:
 {{- if .self }}
 {{- $conditions = append $conditions (dict "name" "not-wfe-admission-itself" "expression" (printf "request.userInfo.username != '%s'" (include "wfe-admission.serviceAccountUser" $))) }}
 {{- end }}
-{{- if and .mutate $w.mutatingMatchCondition }}
+{{- /* It compares condition lists index by index (two-variable comprehensions), which an API
+server accepts in a new configuration from Kubernetes 1.33 on. */}}
+{{- if and .mutate $w.mutatingMatchCondition (semverCompare ">=1.33.0-0" $.Capabilities.KubeVersion.Version) }}
 {{- with include "wfe-admission.mutateMatchCondition" $ }}
 {{- $conditions = append $conditions (dict "name" "status-may-need-combining" "expression" .) }}
 {{- end }}

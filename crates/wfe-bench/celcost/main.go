@@ -4,11 +4,15 @@
 //
 // The webhook's benchmark runs it on kubernaut's real writes: it reads the same figure the API
 // server would spend, without a cluster, and evaluation errors are counted, not hidden.
+//
+// With compatibilityVersion set it only compiles, as an API server whose oldest compatible
+// version that is checks a new webhook configuration, and prints each condition's error, if any.
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -17,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apiserver/pkg/admission"
 	"k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
@@ -36,6 +41,14 @@ type job struct {
 	Inputs     []input                                  `json:"inputs"`
 	// Rounds over all inputs, for a steadier time.
 	Rounds int `json:"rounds"`
+	// "1.32": compile the conditions as new expressions in that version's environment, and
+	// evaluate nothing.
+	CompatibilityVersion string `json:"compatibilityVersion,omitempty"`
+}
+
+type compiled struct {
+	Name  string `json:"name"`
+	Error string `json:"error,omitempty"`
 }
 
 type figures struct {
@@ -56,6 +69,10 @@ func main() {
 	}
 	if j.Rounds < 1 {
 		j.Rounds = 1
+	}
+	if j.CompatibilityVersion != "" {
+		compile(j)
+		return
 	}
 	compiler := cel.NewConditionCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
 	gvk := schema.GroupVersionKind{Group: "kubernaut.ai", Version: "v1alpha1", Kind: "WorkflowExecution"}
@@ -114,6 +131,31 @@ func main() {
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		fail("writing the figures: %v", err)
+	}
+}
+
+// compile checks each condition as the API server checks one in a webhook configuration it is
+// asked to create: new expressions, in the environment of its oldest compatible version.
+func compile(j job) {
+	ver, err := version.ParseMajorMinor(j.CompatibilityVersion)
+	if err != nil {
+		fail("compatibilityVersion %q: %v", j.CompatibilityVersion, err)
+	}
+	compiler := cel.NewConditionCompiler(environment.MustBaseEnvSet(ver))
+	out := make([]compiled, 0, len(j.Conditions))
+	for _, c := range j.Conditions {
+		mc := matchconditions.MatchCondition(c)
+		eval := compiler.CompileCondition([]cel.ExpressionAccessor{&mc},
+			cel.OptionalVariableDeclarations{HasParams: false, HasAuthorizer: true},
+			environment.NewExpressions)
+		r := compiled{Name: c.Name}
+		if errs := eval.CompilationErrors(); len(errs) > 0 {
+			r.Error = errors.Join(errs...).Error()
+		}
+		out = append(out, r)
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		fail("writing the results: %v", err)
 	}
 }
 

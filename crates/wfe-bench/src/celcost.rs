@@ -40,32 +40,15 @@ pub const CRD_RULE: &str = "CRD transition rule (b), as a condition";
 /// Builds the evaluator (cached), runs the default policy's two conditions and the CRD rule
 /// over the real mix `rounds` times, and returns a row per condition.
 pub fn rows(repo: &Path, rounds: u32) -> anyhow::Result<Vec<CostRow>> {
-    let script = repo.join("crates/wfe-bench/celcost/build.sh");
-    let built = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !built.status.success() {
-        bail!("{} failed", script.display());
-    }
-    let bin = String::from_utf8_lossy(&built.stdout)
-        .lines()
-        .last()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("{} printed no path", script.display()))?;
-
     let config = Config::default();
-    let mutate = mutate_match_condition(&config).ok_or_else(|| anyhow!("no controller"))?;
     // A transition rule runs only where there is an old value.
     let rule = e2e::CEL_RULE
         .replace("oldSelf", "oldObject.status")
         .replace("self", "object.status");
-    let conditions = json!([
-        {"name": MUTATE_MATCH_CONDITION, "expression": mutate},
-        {"name": VALIDATE_MATCH_CONDITION, "expression": validate_match_condition(&config)},
-        {"name": CRD_RULE, "expression": format!("!has(oldObject.status) || ({rule})")},
-    ]);
+    let mut conditions = default_conditions(&config)?;
+    conditions.push(
+        json!({"name": CRD_RULE, "expression": format!("!has(oldObject.status) || ({rule})")}),
+    );
     let inputs: Vec<Value> = e2e::real_mix_pairs(repo)?
         .into_iter()
         .map(|(old, new)| {
@@ -81,6 +64,50 @@ pub fn rows(repo: &Path, rounds: u32) -> anyhow::Result<Vec<CostRow>> {
         })
         .collect();
     let job = json!({"conditions": conditions, "inputs": inputs, "rounds": rounds});
+    Ok(serde_json::from_slice(&run(repo, &job)?)?)
+}
+
+/// Each of the default policy's conditions compiled as an API server checks a new webhook
+/// configuration, in the CEL environment of `compatibility` ("1.32": the oldest version a 1.33
+/// API server stays compatible with): its name and the compile error, if any.
+pub fn compile(repo: &Path, compatibility: &str) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    #[derive(Deserialize)]
+    struct Compiled {
+        name: String,
+        #[serde(default)]
+        error: Option<String>,
+    }
+    let conditions = default_conditions(&Config::default())?;
+    let job =
+        json!({"conditions": conditions, "inputs": [], "compatibilityVersion": compatibility});
+    let out: Vec<Compiled> = serde_json::from_slice(&run(repo, &job)?)?;
+    Ok(out.into_iter().map(|c| (c.name, c.error)).collect())
+}
+
+fn default_conditions(config: &Config) -> anyhow::Result<Vec<Value>> {
+    let mutate = mutate_match_condition(config).ok_or_else(|| anyhow!("no controller"))?;
+    Ok(vec![
+        json!({"name": MUTATE_MATCH_CONDITION, "expression": mutate}),
+        json!({"name": VALIDATE_MATCH_CONDITION, "expression": validate_match_condition(config)}),
+    ])
+}
+
+/// Builds the evaluator (cached) and runs `job` through it; returns what it printed.
+fn run(repo: &Path, job: &Value) -> anyhow::Result<Vec<u8>> {
+    let script = repo.join("crates/wfe-bench/celcost/build.sh");
+    let built = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !built.status.success() {
+        bail!("{} failed", script.display());
+    }
+    let bin = String::from_utf8_lossy(&built.stdout)
+        .lines()
+        .last()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("{} printed no path", script.display()))?;
     let mut child = Command::new(&bin)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -96,5 +123,5 @@ pub fn rows(repo: &Path, rounds: u32) -> anyhow::Result<Vec<CostRow>> {
     if !out.status.success() {
         bail!("{bin} failed");
     }
-    Ok(serde_json::from_slice(&out.stdout)?)
+    Ok(out.stdout)
 }

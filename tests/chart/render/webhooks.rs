@@ -366,6 +366,32 @@ pub(super) fn mutating_webhook_skips_only_writes_combining_keeps(ctx: &mut Ctx) 
     }
 }
 
+/// Kubernetes 1.30 to 1.32 refuse the mutating condition's two-variable comprehensions in a new
+/// configuration (celcost's compile check in wfe-bench proves it): there the chart leaves it
+/// out, so that the install goes through and every write is combined, and keeps the validating
+/// one. Below the chart's floor helm refuses to render at all.
+pub(super) fn mutating_condition_only_where_the_api_server_accepts_it(ctx: &mut Ctx) {
+    let on = |ctx: &mut Ctx, version: &str| {
+        ctx.helm()
+            .template_on(RELEASE, NS, &json!({}), Some(version))
+    };
+    let old = on(ctx, "v1.32.9").expect("1.32 renders");
+    assert_eq!(rendered_mutating_condition(&old), None);
+    let validating = the_webhook(old.one("ValidatingWebhookConfiguration"));
+    let names: Vec<&Value> = validating["matchConditions"]
+        .as_array()
+        .map(|c| c.iter().map(|c| &c["name"]).collect())
+        .unwrap_or_default();
+    assert_eq!(names, [match_conditions::VALIDATE_MATCH_CONDITION]);
+    let new = on(ctx, "v1.33.0").expect("1.33 renders");
+    assert_eq!(
+        rendered_mutating_condition(&new),
+        Some(mutating_condition(&policy_config(&new)))
+    );
+    let refused = on(ctx, "v1.29.0").expect_err("1.29 is below the floor");
+    assert!(refused.contains("kubeVersion"), "{refused}");
+}
+
 /// With `Fail` in self-managed mode (the default) the configurations install failing open and
 /// name the wanted policy, which the webhook sets once it answers; a pre-delete Job disarms
 /// them. Any other choice renders the failure policy as set, with no annotation and no Job.

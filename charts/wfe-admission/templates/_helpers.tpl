@@ -389,24 +389,21 @@ built-in default, which this template cannot see).
 {{- $cond := default dict $p.conditions }}
 {{- $who := include "wfe-admission.celWho" (default dict (dig "writers" "controller" nil $p)) }}
 {{- if and $who (hasKey $p "fields") (hasKey $p "defaultFieldOwners") (hasKey $p "writeOnce") (hasKey $cond "owners") (hasKey $cond "defaultOwners") (hasKey $ph "terminal") (hasKey $ph "running") }}
-{{- $pf := dig "phase" "field" "phase" $p }}
-{{- $initial := dig "phase" "initial" "Pending" $p }}
-{{- $stored := include "wfe-admission.mutateBody" (dict "p" $p "old" "oldObject.status" "from" (include "wfe-admission.celFromPhase" (list $pf $initial "oldObject.status"))) }}
-{{- $none := include "wfe-admission.mutateBody" (dict "p" $p "old" "{}" "from" (include "wfe-admission.celString" $initial)) -}}
-!(request.operation == 'UPDATE' && ({{ $who }}) && has(object.status) && type(object.status) == map && (has(oldObject.status) ? {{ $stored }} : {{ $none }}))
+{{- $body := printf "type(o) == map && %s" (include "wfe-admission.mutateBody" $p) }}
+{{- $stored := printf "[has(oldObject.status) ? oldObject.status : {}].all(o, %s)" $body -}}
+!(request.operation == 'UPDATE' && ({{ $who }}) && has(object.status) && type(object.status) == map && [object.status].all(n, {{ $stored }}))
 {{- end }}
 {{- end }}
 
-{{/* The mutating condition's checks against a stored status; (dict "p" policy "old" "from").
-`match_conditions::mutate_body`. */}}
+{{/* The mutating condition's checks of the sent status `n` against the stored one `o`; the
+policy. `match_conditions::mutate_body`. */}}
 {{- define "wfe-admission.mutateBody" -}}
-{{- $p := .p }}
+{{- $p := . }}
 {{- $ph := default dict $p.phase }}
 {{- $cond := default dict $p.conditions }}
-{{- $old := .old }}
-{{- $from := .from }}
 {{- $cf := dig "conditions" "field" "conditions" $p }}
 {{- $pf := dig "phase" "field" "phase" $p }}
+{{- $initial := dig "phase" "initial" "Pending" $p }}
 {{- $st := dig "derived" "startTime" "startTime" $p }}
 {{- $ct := dig "derived" "completionTime" "completionTime" $p }}
 {{- $du := dig "derived" "duration" "duration" $p }}
@@ -421,38 +418,53 @@ built-in default, which this template cannot see).
 {{- $plain = append $plain $k }}
 {{- end }}
 {{- end }}
-{{- $keyPlain := printf "k in %s" (include "wfe-admission.celList" $plain) }}
-{{- if has "controller" $p.defaultFieldOwners }}
-{{- $listed := concat (keys $p.fields) $fixed $writeOnce | uniq | sortAlpha }}
-{{- $keyPlain = printf "%s || !(k in %s)" $keyPlain (include "wfe-admission.celList" $listed) }}
-{{- end }}
 {{- $first := list }}
 {{- range $k := $writeOnce }}
 {{- if has "controller" (dig $k nil $p.fields | default $p.defaultFieldOwners) }}
 {{- $first = append $first $k }}
 {{- end }}
 {{- end }}
-{{- $new := "object.status" }}
 {{- $pq := include "wfe-admission.celString" $pf }}
 {{- $c := include "wfe-admission.celString" $cf }}
-{{- $keyFirst := printf "(k in %s && (!(k in %s) || type(%s[k]) == null_type))" (include "wfe-admission.celList" $first) $old $old }}
-{{- $keys := printf "%s.all(k, k in %s) && %s.all(k, k == %s || k == %s || %s || (k in %s && type(%s[k]) == type(%s[k]) && %s[k] == %s[k]) || %s)" $old $new $new $pq $c $keyPlain $old $new $old $new $old $keyFirst }}
-{{- $to := printf "%s[%s]" $new $pq }}
+{{- $sent := "" }}
+{{- if has "controller" $p.defaultFieldOwners }}
+{{- $checked := list }}
+{{- range $k, $owners := $p.fields }}
+{{- if not (has $k $plain) }}
+{{- $checked = append $checked $k }}
+{{- end }}
+{{- end }}
+{{- $checked = without (concat $checked $fixed $writeOnce | uniq | sortAlpha) $pf $cf }}
+{{- $each := list }}
+{{- range $k := $checked }}
+{{- $q := include "wfe-admission.celString" $k }}
+{{- $kept := printf "(%s in o && type(n[%s]) == type(o[%s]) && n[%s] == o[%s])" $q $q $q $q $q }}
+{{- if has $k $first }}
+{{- $kept = printf "(!(%s in o) || type(o[%s]) == null_type) || %s" $q $q $kept }}
+{{- end }}
+{{- $each = append $each (printf "(!(%s in n) || %s)" $q $kept) }}
+{{- end }}
+{{- $sent = join " && " $each | default "true" }}
+{{- else }}
+{{- $sent = printf "n.all(k, k == %s || k == %s || k in %s || (k in o && type(n[k]) == type(o[k]) && n[k] == o[k]) || (k in %s && (!(k in o) || type(o[k]) == null_type)))" $pq $c (include "wfe-admission.celList" $plain) (include "wfe-admission.celList" $first) }}
+{{- end }}
+{{- $keys := printf "o.all(k, k in n) && %s" $sent }}
+{{- $to := printf "n[%s]" $pq }}
 {{- $table := "" }}
 {{- if has "controller" (dig $pf nil $p.fields | default $p.defaultFieldOwners) }}
-{{- $table = include "wfe-admission.celTableMove" (dict "phase" $ph "owners" "true" "from" $from "to" $to) }}
+{{- $table = include "wfe-admission.celTableMove" (dict "phase" $ph "owners" "true" "from" "f" "to" $to) }}
 {{- end }}
+{{- $from := printf "(%s in o && type(o[%s]) == string && o[%s] != '' ? o[%s] : %s)" $pq $pq $pq $pq (include "wfe-admission.celString" $initial) }}
 {{- $stq := include "wfe-admission.celString" $st }}
 {{- $ctq := include "wfe-admission.celString" $ct }}
-{{- $sentStart := printf "(%s in %s && type(%s[%s]) == string)" $stq $new $new $stq }}
-{{- $sentEnd := printf "(%s in %s && type(%s[%s]) == string)" $ctq $new $new $ctq }}
-{{- $phase := printf "(!(%s in %s) || (type(%s) == string && %s == %s))" $pq $new $to $to $from }}
+{{- $sentStart := printf "(%s in n && type(n[%s]) == string)" $stq $stq }}
+{{- $sentEnd := printf "(%s in n && type(n[%s]) == string)" $ctq $ctq }}
+{{- $phase := printf "(!(%s in n) || (type(%s) == string && %s == %s))" $pq $to $to $from }}
 {{- if $table }}
-{{- $phase = printf "(!(%s in %s) || (type(%s) == string && (%s == %s || (%s && (%s != %s || %s) && (!(%s in %s) || %s)))))" $pq $new $to $to $from $table $to (include "wfe-admission.celString" $ph.running) $sentStart $to (include "wfe-admission.celList" $ph.terminal) $sentEnd }}
+{{- $phase = printf "(!(%s in n) || (type(%s) == string && [%s].all(f, %s == f || (%s && (%s != %s || %s) && (!(%s in %s) || %s)))))" $pq $to $from $to $table $to (include "wfe-admission.celString" $ph.running) $sentStart $to (include "wfe-admission.celList" $ph.terminal) $sentEnd }}
 {{- end }}
-{{- $nc := printf "%s[%s]" $new $c }}
-{{- $oc := printf "%s[%s]" $old $c }}
-{{- $oldLen := printf "(%s in %s ? size(%s) : 0)" $c $old $oc }}
+{{- $nc := printf "n[%s]" $c }}
+{{- $oc := printf "o[%s]" $c }}
 {{- $types := list }}
 {{- range $t, $owners := $cond.owners }}
 {{- if has "controller" $owners }}
@@ -463,25 +475,26 @@ built-in default, which this template cannot see).
 {{- if has "controller" $cond.defaultOwners }}
 {{- $typeOwned = printf "%s || !(c['type'] in %s)" $typeOwned (include "wfe-admission.celList" (keys $cond.owners | sortAlpha)) }}
 {{- end }}
-{{- $o := printf "%s[i]" $oc }}
+{{- $o := "oc[i]" }}
 {{- $same := list }}
 {{- range $key := list "status" "lastTransitionTime" }}
 {{- $same = append $same (printf "('%s' in c ? '%s' in %s && %s['%s'] == c['%s'] : !('%s' in %s))" $key $key $o $o $key $key $key $o) }}
 {{- end }}
-{{- $entries := printf "%s.all(i, c, type(c) == map && 'type' in c && type(c['type']) == string && (i < %s ? (%s == c || (type(%s) == map && 'type' in %s && %s['type'] == c['type'] && %s && %s && (%s))) : ((%s) && 'lastTransitionTime' in c && type(c['lastTransitionTime']) == string)))" $nc $oldLen $o $o $o $o (index $same 0) (index $same 1) $typeOwned $typeOwned }}
-{{- $unique := printf "%s.all(i, c, %s.all(j, d, j <= i || d['type'] != c['type']))" $nc $nc }}
-{{- $conditions := printf "(!(%s in %s) || (type(%s) == list && (!(%s in %s) || type(%s) == list) && size(%s) >= %s && %s && %s))" $c $new $nc $c $old $oc $nc $oldLen $entries $unique }}
+{{- $entries := printf "nc.all(i, c, type(c) == map && 'type' in c && type(c['type']) == string && (i < size(oc) ? (%s == c || (type(%s) == map && 'type' in %s && %s['type'] == c['type'] && %s && %s && (%s))) : ((%s) && 'lastTransitionTime' in c && type(c['lastTransitionTime']) == string)))" $o $o $o $o (index $same 0) (index $same 1) $typeOwned $typeOwned }}
+{{- $unique := "[nc.map(c, c['type'])].all(ts, ts.all(i, t, ts.indexOf(t) == i))" }}
+{{- $lists := printf "[%s].all(nc, [%s in o ? %s : []].all(oc, size(nc) >= size(oc) && %s && %s))" $nc $c $oc $entries $unique }}
+{{- $conditions := printf "(!(%s in n) || (type(%s) == list && (!(%s in o) || type(%s) == list) && %s))" $c $nc $c $oc $lists }}
 {{- $duq := include "wfe-admission.celString" $du }}
-{{- $took := printf "(timestamp(%s[%s]) - timestamp(%s[%s]))" $new $ctq $new $stq }}
-{{- $sent := printf "duration(%s[%s])" $new $duq }}
+{{- $took := printf "(timestamp(n[%s]) - timestamp(n[%s]))" $ctq $stq }}
+{{- $sentDuration := printf "duration(n[%s])" $duq }}
 {{- $timeRe := include "wfe-admission.celString" "^20([0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|[0-9]{2}-(0[13-9]|1[0-2])-(29|30)|[0-9]{2}-(0[13578]|1[02])-31|(0[048]|[2468][048]|[13579][26])-02-29)T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$" }}
 {{- $durRe := include "wfe-admission.celString" "^([0-9]{1,6}h)?([0-9]{1,2}m)?[0-9]{1,2}s$" }}
-{{- $duration := printf "(!(%s in %s && %s in %s) || (%s && %s[%s].matches(%s) && %s && %s[%s].matches(%s) && (%s in %s && type(%s[%s]) == string) && %s[%s].matches(%s) && %s - %s <= duration('1s') && %s - %s <= duration('1s')))" $stq $new $ctq $new $sentStart $new $stq $timeRe $sentEnd $new $ctq $timeRe $duq $new $new $duq $new $duq $durRe $took $sent $sent $took }}
+{{- $duration := printf "(!(%s in n && %s in n) || (%s && n[%s].matches(%s) && %s && n[%s].matches(%s) && (%s in n && type(n[%s]) == string) && n[%s].matches(%s) && %s - %s <= duration('1s') && %s - %s <= duration('1s')))" $stq $ctq $sentStart $stq $timeRe $sentEnd $ctq $timeRe $duq $duq $duq $durRe $took $sentDuration $sentDuration $took }}
 {{- $fdq := include "wfe-admission.celString" $fd }}
 {{- $fdrq := include "wfe-admission.celString" $fdr }}
-{{- $frq := include "wfe-admission.celString" $fr }}
-{{- $mirror := printf "(!(%s in %s) || type(%s[%s]) != map || !(%s in %s[%s]) || type(%s[%s][%s]) != string || (%s in %s && type(%s[%s]) == string && %s[%s] == %s[%s][%s]))" $fdq $new $new $fdq $fdrq $new $fdq $new $fdq $fdrq $frq $new $new $frq $new $frq $new $fdq $fdrq -}}
-(type({{ $old }}) == map && {{ $keys }} && {{ $phase }} && {{ $conditions }} && {{ $duration }} && {{ $mirror }})
+{{- $frq := include "wfe-admission.celString" $fr -}}
+{{- $mirror := printf "(!(%s in n) || type(n[%s]) != map || !(%s in n[%s]) || type(n[%s][%s]) != string || (%s in n && type(n[%s]) == string && n[%s] == n[%s][%s]))" $fdq $fdq $fdrq $fdq $fdq $fdrq $frq $frq $frq $fdq $fdrq -}}
+{{ $keys }} && {{ $phase }} && {{ $conditions }} && {{ $duration }} && {{ $mirror }}
 {{- end }}
 
 {{/*

@@ -47,12 +47,32 @@ pub fn any_of<'a>(config: &Config, names: impl IntoIterator<Item = &'a String>) 
 /// The stored phase of `old` as `review::validate` reads it: the string stored in `field`, or
 /// `initial` when it is absent, empty or not a string.
 pub fn from_phase(field: &str, initial: &str, old: &str) -> String {
+    phase_of(
+        field,
+        initial,
+        old,
+        &format!("has({old}) && type({old}) == map && "),
+    )
+}
+
+/// [`from_phase`] of `status`, a variable known to hold an object.
+pub fn stored_phase(field: &str, initial: &str, status: &str) -> String {
+    phase_of(field, initial, status, "")
+}
+
+fn phase_of(field: &str, initial: &str, old: &str, guard: &str) -> String {
     let p = string(field);
     format!(
-        "(has({old}) && type({old}) == map && {p} in {old} && type({old}[{p}]) == string && \
-         {old}[{p}] != '' ? {old}[{p}] : {initial})",
+        "({guard}{p} in {old} && type({old}[{p}]) == string && {old}[{p}] != '' ? {old}[{p}] : \
+         {initial})",
         initial = string(initial)
     )
+}
+
+/// `body` with `var` bound to `value`, evaluated once: CEL in an API server has no `cel.bind`,
+/// so a one-element list's `all` stands in for it.
+pub fn bind(var: &str, value: &str, body: &str) -> String {
+    format!("[{value}].all({var}, {body})")
 }
 
 /// True when the table lets the stored phase `from` move to the string `to` and the request is

@@ -80,30 +80,25 @@ pub fn validate_match_condition(config: &Config) -> String {
 ///   times in `metav1.Time`'s form); a `failureReason` that mirrors `failureDetails.reason`.
 ///
 /// `None` when the policy has no `controller` writer with users or groups: the mutating webhook
-/// is then called for every write.
+/// is then called for every write. Its two-variable comprehensions need an API server of 1.33
+/// or later (the chart renders it only there).
 pub fn mutate_match_condition(config: &Config) -> Option<String> {
     let who = cel::who(config.writers.get(CONTROLLER)?)?;
-    let new = "object.status";
-    // One body per shape of the stored status, so that neither reads it through a ternary at
-    // every access: the stored object, or none yet (read as an empty one).
-    let stored = cel::from_phase(
-        &config.phase.field,
-        &config.phase.initial,
-        "oldObject.status",
-    );
-    let first = cel::string(&config.phase.initial);
+    // The sent and the stored status bound once (`n`, `o`), so that each access below is one
+    // lookup and one body serves a first status too: no stored status reads as `{}`.
+    let body = format!("type(o) == map && {}", mutate_body(config));
+    let stored = cel::bind("o", "has(oldObject.status) ? oldObject.status : {}", &body);
     Some(format!(
-        "!(request.operation == 'UPDATE' && ({who}) && has({new}) && type({new}) == map && \
-         (has(oldObject.status) ? {} : {}))",
-        mutate_body(config, "oldObject.status", &stored),
-        mutate_body(config, "{}", &first),
+        "!(request.operation == 'UPDATE' && ({who}) && has(object.status) && \
+         type(object.status) == map && {})",
+        cel::bind("n", "object.status", &stored)
     ))
 }
 
-/// The mutating condition's checks against the stored status `old` (an object, or `{}`),
-/// whose phase as /validate reads it is `from`.
-fn mutate_body(config: &Config, old: &str, from: &str) -> String {
-    let new = "object.status";
+/// The mutating condition's checks of the sent status `n` against the stored one `o` (both
+/// objects).
+fn mutate_body(config: &Config) -> String {
+    let (new, old) = ("n", "o");
     let owned = |owners: &Vec<String>| controller_owns(owners);
     let owners_of = |k: &str| config.fields.get(k).unwrap_or(&config.default_field_owners);
     let d = &config.derived;
@@ -115,72 +110,124 @@ fn mutate_body(config: &Config, old: &str, from: &str) -> String {
         conditions,
     ];
     let write_once: BTreeSet<&str> = config.write_once.iter().map(String::as_str).collect();
-    let plain = config.fields.iter().filter(|(k, owners)| {
-        owned(owners) && !fixed.contains(&k.as_str()) && !write_once.contains(k.as_str())
-    });
-    let mut key_plain = format!("k in {}", cel::list(plain.map(|(k, _)| k)));
-    if owned(&config.default_field_owners) {
-        let listed: BTreeSet<&str> = config
+    let is_plain = |k: &str, owners: &Vec<String>| {
+        owned(owners) && !fixed.contains(&k) && !write_once.contains(k)
+    };
+    let first_values: BTreeSet<&str> = write_once
+        .iter()
+        .copied()
+        .filter(|k| owned(owners_of(k)))
+        .collect();
+    let (p, c) = (cel::string(phase_field), cel::string(conditions));
+    let same = |k: &str| {
+        format!(
+            "({k} in {old} && type({new}[{k}]) == type({old}[{k}]) && {new}[{k}] == {old}[{k}])"
+        )
+    };
+    let first = |k: &str| format!("(!({k} in {old}) || type({old}[{k}]) == null_type)");
+    let sent = if owned(&config.default_field_owners) {
+        // Every key but these is the controller's to set, so only these are looked at, each by
+        // name: the stored value, or a first value of a write-once field.
+        let checked: BTreeSet<&str> = config
             .fields
-            .keys()
-            .map(String::as_str)
+            .iter()
+            .filter(|(k, owners)| !is_plain(k, owners))
+            .map(|(k, _)| k.as_str())
             .chain(fixed)
             .chain(write_once.iter().copied())
+            .filter(|k| *k != phase_field && *k != conditions)
             .collect();
-        key_plain = format!("{key_plain} || !(k in {})", cel::list(listed));
-    }
-    let first_values = write_once.iter().filter(|k| owned(owners_of(k)));
-    let key_first = format!(
-        "(k in {} && (!(k in {old}) || type({old}[k]) == null_type))",
-        cel::list(first_values)
-    );
-    let (p, c) = (cel::string(phase_field), cel::string(conditions));
-    // The cheap list lookups before the deep comparison.
-    let keys = format!(
-        "{old}.all(k, k in {new}) && {new}.all(k, k == {p} || k == {c} || {key_plain} || \
-         (k in {old} && type({new}[k]) == type({old}[k]) && {new}[k] == {old}[k]) || {key_first})"
-    );
+        let each: Vec<String> = checked
+            .iter()
+            .map(|k| {
+                let q = cel::string(k);
+                let kept = match first_values.contains(k) {
+                    true => format!("{} || {}", first(&q), same(&q)),
+                    false => same(&q),
+                };
+                format!("(!({q} in {new}) || {kept})")
+            })
+            .collect();
+        match each.is_empty() {
+            true => "true".to_string(),
+            false => each.join(" && "),
+        }
+    } else {
+        let plain = config
+            .fields
+            .iter()
+            .filter(|(k, owners)| is_plain(k, owners));
+        format!(
+            "{new}.all(k, k == {p} || k == {c} || k in {} || {} || (k in {} && {}))",
+            cel::list(plain.map(|(k, _)| k)),
+            same("k"),
+            cel::list(&first_values),
+            first("k"),
+        )
+    };
+    let keys = format!("{old}.all(k, k in {new}) && {sent}");
 
     let to = format!("{new}[{p}]");
     let table = owned(owners_of(phase_field))
-        .then(|| cel::table_move(config, "true", from, &to))
+        .then(|| cel::table_move(config, "true", "f", &to))
         .flatten();
+    let from = cel::stored_phase(phase_field, &config.phase.initial, old);
     let (start, completion) = (cel::string(&d.start_time), cel::string(&d.completion_time));
     let sent_string = |f: &str| format!("({f} in {new} && type({new}[{f}]) == string)");
     let phase = match table {
         Some(table) => format!(
-            "(!({p} in {new}) || (type({to}) == string && ({to} == {from} || ({table} && \
-             ({to} != {running} || {sent_start}) && (!({to} in {terminal}) || {sent_end})))))",
-            running = cel::string(&config.phase.running),
-            terminal = cel::list(&config.phase.terminal),
-            sent_start = sent_string(&start),
-            sent_end = sent_string(&completion),
+            "(!({p} in {new}) || (type({to}) == string && {}))",
+            cel::bind(
+                "f",
+                &from,
+                &format!(
+                    "{to} == f || ({table} && ({to} != {running} || {sent_start}) && \
+                     (!({to} in {terminal}) || {sent_end}))",
+                    running = cel::string(&config.phase.running),
+                    terminal = cel::list(&config.phase.terminal),
+                    sent_start = sent_string(&start),
+                    sent_end = sent_string(&completion),
+                )
+            )
         ),
         None => format!("(!({p} in {new}) || (type({to}) == string && {to} == {from}))"),
     };
 
-    let (nc, oc) = (format!("{new}[{c}]"), format!("{old}[{c}]"));
-    let old_len = format!("({c} in {old} ? size({oc}) : 0)");
     let type_owned = condition_owned(config);
-    // Index by index: the stored entry is the same, or (a controller type) differs only in
-    // what combining keeps from the writer. `o == c` first: deep equality runs in Go, and
-    // most entries of a progress write are unchanged.
-    let o = format!("{oc}[i]");
-    let same = |key: &str| {
+    // Index by index (`nc` sent, `oc` stored): the stored entry is the same, or (a controller
+    // type) differs only in what combining keeps from the writer. `o == c` first: deep equality
+    // runs in Go, and most entries of a progress write are unchanged.
+    let o = "oc[i]";
+    let same_key = |key: &str| {
         format!("('{key}' in c ? '{key}' in {o} && {o}['{key}'] == c['{key}'] : !('{key}' in {o}))")
     };
     let entries = format!(
-        "{nc}.all(i, c, type(c) == map && 'type' in c && type(c['type']) == string && \
-         (i < {old_len} ? ({o} == c || (type({o}) == map && 'type' in {o} && {o}['type'] == c['type'] && \
+        "nc.all(i, c, type(c) == map && 'type' in c && type(c['type']) == string && \
+         (i < size(oc) ? ({o} == c || (type({o}) == map && 'type' in {o} && {o}['type'] == c['type'] && \
          {status} && {ltt} && ({type_owned}))) : (({type_owned}) && 'lastTransitionTime' in c && \
          type(c['lastTransitionTime']) == string)))",
-        status = same("status"),
-        ltt = same("lastTransitionTime"),
+        status = same_key("status"),
+        ltt = same_key("lastTransitionTime"),
     );
-    let unique = format!("{nc}.all(i, c, {nc}.all(j, d, j <= i || d['type'] != c['type']))");
+    // Each type once: its first index is its own (`indexOf` runs in Go, a loop in a loop in CEL).
+    let unique = cel::bind(
+        "ts",
+        "nc.map(c, c['type'])",
+        "ts.all(i, t, ts.indexOf(t) == i)",
+    );
+    let (nc, oc) = (format!("{new}[{c}]"), format!("{old}[{c}]"));
+    let lists = cel::bind(
+        "nc",
+        &nc,
+        &cel::bind(
+            "oc",
+            &format!("{c} in {old} ? {oc} : []"),
+            &format!("size(nc) >= size(oc) && {entries} && {unique}"),
+        ),
+    );
     let conditions = format!(
         "(!({c} in {new}) || (type({nc}) == list && (!({c} in {old}) || type({oc}) == list) && \
-         size({nc}) >= {old_len} && {entries} && {unique}))"
+         {lists}))"
     );
 
     let duration = cel::string(&d.duration);
@@ -211,7 +258,7 @@ fn mutate_body(config: &Config, old: &str, from: &str) -> String {
          type({new}[{fd}][{fdr}]) != string || \
          ({fr} in {new} && type({new}[{fr}]) == string && {new}[{fr}] == {new}[{fd}][{fdr}]))"
     );
-    format!("(type({old}) == map && {keys} && {phase} && {conditions} && {duration} && {mirror})")
+    format!("{keys} && {phase} && {conditions} && {duration} && {mirror}")
 }
 
 /// True for a condition `c` whose type the controller owns.

@@ -62,25 +62,43 @@ fn without_a_recognisable_controller_every_write_is_combined() {
 #[test]
 fn only_plain_controller_fields_may_differ() {
     let default = mutate(&Config::default());
-    // Not the phase, the clearance or write-once fields (derived ones have their own checks);
-    // any field nobody is listed for (the controller is the default owner); a write-once field
-    // not stored yet.
+    // The sent and stored statuses are bound once, a first status reading as `{}`.
     assert!(
         default.contains(
-            "|| (k in ['completionTime', 'deduplicatedBy', 'failureDetails', 'startTime'] && "
+            "[object.status].all(n, [has(oldObject.status) ? oldObject.status : {}].all(o, \
+             type(o) == map && o.all(k, k in n) && "
         ),
         "{default}"
     );
+    // The controller is the default owner: every key is its own but the clearance, the
+    // executor's field and the write-once ones, each checked by name (a write-once field may
+    // get its first value); nothing else is looked at.
     assert!(
         default.contains(
-            "|| k in ['duration', 'executionRef', 'executionStatus', 'failureReason', \
-             'observedGeneration'] || !(k in ['blockClearance', 'completionTime', 'conditions', \
-             'deduplicatedBy', 'duration', 'ephemeralCredentialIDs', 'executionRef', \
-             'executionStatus', 'failureDetails', 'failureReason', 'observedGeneration', 'phase', \
-             'startTime']) || (k in oldObject.status && "
+            "(!('blockClearance' in n) || ('blockClearance' in o && \
+             type(n['blockClearance']) == type(o['blockClearance']) && \
+             n['blockClearance'] == o['blockClearance'])) && (!('completionTime' in n) || \
+             (!('completionTime' in o) || type(o['completionTime']) == null_type) || "
         ),
         "{default}"
     );
+    for key in [
+        "deduplicatedBy",
+        "ephemeralCredentialIDs",
+        "failureDetails",
+        "startTime",
+    ] {
+        assert!(default.contains(&format!("(!('{key}' in n) || ")), "{key}");
+    }
+    for key in [
+        "duration",
+        "executionRef",
+        "observedGeneration",
+        "failureReason",
+    ] {
+        assert!(!default.contains(&format!("('{key}' in n) || ")), "{key}");
+    }
+    assert!(!default.contains("n.all(k,"), "{default}");
     assert!(
         default.contains(
             "c['type'] in ['AuditRecorded', 'ExecutionComplete', 'ExecutionCreated', \
@@ -90,8 +108,14 @@ fn only_plain_controller_fields_may_differ() {
         ),
         "{default}"
     );
+    // Each condition type once, by `indexOf` on the list of types.
+    assert!(
+        default.contains("[nc.map(c, c['type'])].all(ts, ts.all(i, t, ts.indexOf(t) == i))"),
+        "{default}"
+    );
 
-    // Owners elsewhere: nothing unlisted may differ, and the executor's field never does.
+    // Owners elsewhere: every sent key is looked at, nothing unlisted may differ, and the
+    // executor's field never does.
     let mut config = Config {
         default_field_owners: vec!["executor".into()],
         write_once: Vec::new(),
@@ -101,9 +125,9 @@ fn only_plain_controller_fields_may_differ() {
     let custom = mutate(&config);
     assert!(
         custom.contains(
-            "|| k in ['completionTime', 'deduplicatedBy', 'duration', 'executionRef', \
-             'executionStatus', 'failureDetails', 'failureReason', 'observedGeneration', \
-             'startTime'] || (k in oldObject.status && "
+            "n.all(k, k == 'phase' || k == 'conditions' || k in ['completionTime', \
+             'deduplicatedBy', 'duration', 'executionRef', 'executionStatus', 'failureDetails', \
+             'failureReason', 'observedGeneration', 'startTime'] || (k in o && "
         ),
         "{custom}"
     );
@@ -144,13 +168,20 @@ fn legal_moves_follow_the_table_and_each_writers_moves() {
     assert!(!nobody.contains("in {'Pending'"), "{nobody}");
     assert!(!nobody.contains("matches("), "{nobody}");
     // The mutating condition moves the phase only for the controller, with its times sent.
+    // The stored phase is read once (`f`).
     let mutate = mutate(&Config::default());
     assert!(
         mutate.contains(
-            "&& (object.status['phase'] != 'Running' || ('startTime' in object.status && \
-             type(object.status['startTime']) == string)) && (!(object.status['phase'] in \
-             ['Completed', 'Failed']) || ('completionTime' in object.status && \
-             type(object.status['completionTime']) == string))"
+            "[('phase' in o && type(o['phase']) == string && o['phase'] != '' ? o['phase'] : \
+             'Pending')].all(f, n['phase'] == f || (((true) && f in {'Pending': "
+        ),
+        "{mutate}"
+    );
+    assert!(
+        mutate.contains(
+            "&& (n['phase'] != 'Running' || ('startTime' in n && type(n['startTime']) == \
+             string)) && (!(n['phase'] in ['Completed', 'Failed']) || ('completionTime' in n && \
+             type(n['completionTime']) == string))"
         ),
         "{mutate}"
     );

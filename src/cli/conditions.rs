@@ -20,7 +20,7 @@ pub struct MatchConditionsArgs {
 }
 
 /// Prints `{"mutating": [...], "validating": [...]}`, each a `matchConditions` list. The mutating
-/// list is empty when the policy has no controller to recognise.
+/// list is empty when the policy has no controller to recognise (and needs Kubernetes 1.33).
 pub fn run(args: MatchConditionsArgs) -> ExitCode {
     let policy = match super::load_policy(args.config.as_deref()) {
         Ok(p) => p,

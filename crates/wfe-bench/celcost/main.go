@@ -79,11 +79,7 @@ func main() {
 	gvr := schema.GroupVersionResource{Group: "kubernaut.ai", Version: "v1alpha1", Resource: "workflowexecutions"}
 	out := make([]figures, 0, len(j.Conditions))
 	for _, c := range j.Conditions {
-		mc := matchconditions.MatchCondition(c)
-		// As the webhook accessors compile them: no params, an authorizer, stored expressions.
-		eval := compiler.CompileCondition([]cel.ExpressionAccessor{&mc},
-			cel.OptionalVariableDeclarations{HasParams: false, HasAuthorizer: true},
-			environment.StoredExpressions)
+		eval := compileCondition(compiler, c, environment.StoredExpressions)
 		if errs := eval.CompilationErrors(); len(errs) > 0 {
 			fail("%s does not compile: %v", c.Name, errs)
 		}
@@ -134,6 +130,13 @@ func main() {
 	}
 }
 
+// compileCondition compiles c as the webhook accessors do: no params, an authorizer.
+func compileCondition(compiler cel.ConditionCompiler, c admissionregistrationv1.MatchCondition, mode environment.Type) cel.ConditionEvaluator {
+	mc := matchconditions.MatchCondition(c)
+	return compiler.CompileCondition([]cel.ExpressionAccessor{&mc},
+		cel.OptionalVariableDeclarations{HasParams: false, HasAuthorizer: true}, mode)
+}
+
 // compile checks each condition as the API server checks one in a webhook configuration it is
 // asked to create: new expressions, in the environment of its oldest compatible version.
 func compile(j job) {
@@ -144,12 +147,8 @@ func compile(j job) {
 	compiler := cel.NewConditionCompiler(environment.MustBaseEnvSet(ver))
 	out := make([]compiled, 0, len(j.Conditions))
 	for _, c := range j.Conditions {
-		mc := matchconditions.MatchCondition(c)
-		eval := compiler.CompileCondition([]cel.ExpressionAccessor{&mc},
-			cel.OptionalVariableDeclarations{HasParams: false, HasAuthorizer: true},
-			environment.NewExpressions)
 		r := compiled{Name: c.Name}
-		if errs := eval.CompilationErrors(); len(errs) > 0 {
+		if errs := compileCondition(compiler, c, environment.NewExpressions).CompilationErrors(); len(errs) > 0 {
 			r.Error = errors.Join(errs...).Error()
 		}
 		out = append(out, r)

@@ -141,16 +141,18 @@ fn mutate_body(config: &Config) -> String {
             .iter()
             .map(|k| {
                 let q = cel::string(k);
-                let kept = match first_values.contains(k) {
-                    true => format!("{} || {}", first(&q), same(&q)),
-                    false => same(&q),
+                let kept = if first_values.contains(k) {
+                    format!("{} || {}", first(&q), same(&q))
+                } else {
+                    same(&q)
                 };
                 format!("(!({q} in {new}) || {kept})")
             })
             .collect();
-        match each.is_empty() {
-            true => "true".to_string(),
-            false => each.join(" && "),
+        if each.is_empty() {
+            "true".to_string()
+        } else {
+            each.join(" && ")
         }
     } else {
         let plain = config

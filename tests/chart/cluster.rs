@@ -55,7 +55,71 @@ pub fn cases() -> Vec<Case> {
             name: "cluster::install_upgrade_and_uninstall_refuse_no_write",
             run: window::install_upgrade_and_uninstall_refuse_no_write,
         },
+        // Its own control plane, of an older release.
+        case!(install_on_kubernetes_1_32_leaves_the_mutating_condition_out),
     ]
+}
+
+/// The newest Kubernetes that refuses the mutating condition's two-variable comprehensions in a
+/// new configuration (an API server compiles new expressions in the CEL of one minor below its
+/// own, and they came with 1.32's).
+const BEFORE_TWO_VARIABLE_COMPREHENSIONS: &str = "v1.32.13";
+
+/// A real 1.32 API server refuses the mutating condition, and the chart, which once failed the
+/// whole install on it, installs there without it (every write then reaches /mutate) and keeps
+/// the validating one.
+fn install_on_kubernetes_1_32_leaves_the_mutating_condition_out(ctx: &mut Ctx) {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    let cluster =
+        Cluster::start_release(BEFORE_TWO_VARIABLE_COMPREHENSIONS).expect("a 1.32 control plane");
+    let helm = ctx.helm();
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(cluster.admin.clone());
+    let condition = mutate_match_condition(&Config::default()).expect("a controller");
+    let probe: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "wfe-condition-probe"},
+        "webhooks": [{
+            "name": "probe.wfe-admission.kubernaut.ai",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Ignore",
+            "clientConfig": {"url": "https://127.0.0.1:9/mutate"},
+            "rules": [{"apiGroups": ["kubernaut.ai"], "apiVersions": ["*"],
+                "operations": ["UPDATE"], "resources": ["workflowexecutions/status"]}],
+            "matchConditions": [{"name": MUTATE_MATCH_CONDITION, "expression": condition}],
+        }],
+    }))
+    .expect("a configuration");
+    let refused = cluster
+        .block_on(configs.create(&PostParams::default(), &probe))
+        .expect_err("Kubernetes 1.32 accepted the mutating condition");
+    let refused = format!("{refused:?}");
+    assert!(
+        refused.contains("undeclared reference to 'all'"),
+        "{refused}"
+    );
+
+    let release = cluster.install(helm, &json!({}));
+    let manifest = release.manifest();
+    let names = |kind: &str| -> Vec<String> {
+        let stored = cluster.stored(manifest.one(kind)).expect("stored");
+        stored["webhooks"][0]["matchConditions"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter_map(|c| c["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mutating = names("MutatingWebhookConfiguration");
+    assert!(
+        !mutating.iter().any(|n| n == MUTATE_MATCH_CONDITION),
+        "{mutating:?}"
+    );
+    assert_eq!(
+        names("ValidatingWebhookConfiguration"),
+        [VALIDATE_MATCH_CONDITION]
+    );
 }
 
 const RELEASE: &str = "wfe-admission";

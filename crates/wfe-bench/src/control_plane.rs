@@ -21,10 +21,23 @@ pub fn build(repo: &Path) -> Result<(PathBuf, Duration)> {
     Ok((dir, started.elapsed()))
 }
 
+/// build.sh for another Kubernetes release (`v1.32.13`), cached beside the default one.
+pub fn build_release(repo: &Path, version: &str) -> Result<PathBuf> {
+    run_build_script_with(
+        &scripts(repo).join("build.sh"),
+        &[("WFE_KUBE_VERSION", version)],
+    )
+}
+
 /// Runs one of the project's build scripts (control plane, helm), which print what they built
 /// or found in the cache on their last line.
 pub fn run_build_script(script: &Path) -> Result<PathBuf> {
+    run_build_script_with(script, &[])
+}
+
+fn run_build_script_with(script: &Path, env: &[(&str, &str)]) -> Result<PathBuf> {
     let out = Command::new(script)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()

@@ -15,7 +15,18 @@ impl Cluster {
     pub fn start() -> Result<Self> {
         let started = Instant::now();
         let (bin_dir, _) = control_plane::build(&repo())?;
-        let plane = ControlPlane::start(&repo(), &bin_dir, "chart")?;
+        Self::start_from(&bin_dir, started)
+    }
+
+    /// A control plane of another Kubernetes release (built once, then cached).
+    pub fn start_release(version: &str) -> Result<Self> {
+        let started = Instant::now();
+        let bin_dir = control_plane::build_release(&repo(), version)?;
+        Self::start_from(&bin_dir, started)
+    }
+
+    fn start_from(bin_dir: &Path, started: Instant) -> Result<Self> {
+        let plane = ControlPlane::start(&repo(), bin_dir, "chart")?;
         let path = plane.path().to_path_buf();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

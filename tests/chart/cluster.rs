@@ -55,24 +55,28 @@ pub fn cases() -> Vec<Case> {
             name: "cluster::install_upgrade_and_uninstall_refuse_no_write",
             run: window::install_upgrade_and_uninstall_refuse_no_write,
         },
-        // Its own control plane, of an older release.
-        case!(install_on_kubernetes_1_32_leaves_the_mutating_condition_out),
+        // Control planes of their own, of older releases.
+        case!(install_before_kubernetes_1_33_leaves_the_mutating_condition_out),
     ]
 }
 
-/// The newest Kubernetes that refuses the mutating condition's two-variable comprehensions in a
-/// new configuration (an API server compiles new expressions in the CEL of one minor below its
-/// own, and they came with 1.32's).
-const BEFORE_TWO_VARIABLE_COMPREHENSIONS: &str = "v1.32.13";
+/// Kubernetes releases that refuse the mutating condition's two-variable comprehensions in a new
+/// configuration (an API server compiles new expressions in the CEL of one minor below its own,
+/// and they came with 1.32's): the chart's floor, and the newest such release.
+const BEFORE_TWO_VARIABLE_COMPREHENSIONS: [&str; 2] = ["v1.30.14", "v1.32.13"];
 
-/// A real 1.32 API server refuses the mutating condition, and the chart, which once failed the
-/// whole install on it, installs there without it (every write then reaches /mutate) and keeps
-/// the validating one.
-fn install_on_kubernetes_1_32_leaves_the_mutating_condition_out(ctx: &mut Ctx) {
+/// A real API server of each refuses the mutating condition, and the chart, which once failed
+/// the whole install on it, installs there without it (every write then reaches /mutate) and
+/// keeps the validating one.
+fn install_before_kubernetes_1_33_leaves_the_mutating_condition_out(ctx: &mut Ctx) {
+    for version in BEFORE_TWO_VARIABLE_COMPREHENSIONS {
+        let cluster = Cluster::start_release(version).expect("a control plane");
+        install_without_the_mutating_condition(ctx.helm(), &cluster, version);
+    }
+}
+
+fn install_without_the_mutating_condition(helm: &Helm, cluster: &Cluster, version: &str) {
     use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-    let cluster =
-        Cluster::start_release(BEFORE_TWO_VARIABLE_COMPREHENSIONS).expect("a 1.32 control plane");
-    let helm = ctx.helm();
     let configs: Api<MutatingWebhookConfiguration> = Api::all(cluster.admin.clone());
     let condition = mutate_match_condition(&Config::default()).expect("a controller");
     let probe: MutatingWebhookConfiguration = serde_json::from_value(json!({
@@ -89,10 +93,10 @@ fn install_on_kubernetes_1_32_leaves_the_mutating_condition_out(ctx: &mut Ctx) {
         }],
     }))
     .expect("a configuration");
-    let refused = cluster
-        .block_on(configs.create(&PostParams::default(), &probe))
-        .expect_err("Kubernetes 1.32 accepted the mutating condition");
-    let refused = format!("{refused:?}");
+    let refused = match cluster.block_on(configs.create(&PostParams::default(), &probe)) {
+        Ok(_) => panic!("Kubernetes {version} accepted the mutating condition"),
+        Err(e) => format!("{e:?}"),
+    };
     assert!(
         refused.contains("undeclared reference to 'all'"),
         "{refused}"
@@ -114,11 +118,12 @@ fn install_on_kubernetes_1_32_leaves_the_mutating_condition_out(ctx: &mut Ctx) {
     let mutating = names("MutatingWebhookConfiguration");
     assert!(
         !mutating.iter().any(|n| n == MUTATE_MATCH_CONDITION),
-        "{mutating:?}"
+        "{version}: {mutating:?}"
     );
     assert_eq!(
         names("ValidatingWebhookConfiguration"),
-        [VALIDATE_MATCH_CONDITION]
+        [VALIDATE_MATCH_CONDITION],
+        "{version}"
     );
 }
 

@@ -139,19 +139,33 @@ fn run_job(cluster: &Cluster, jobs: &Api<Job>, job: &Job) -> std::process::Outpu
                "reason": if ok { "CompletionsReached" } else { "BackoffLimitExceeded" },
                "message": "run by the chart test"})
     };
-    let status = if ok {
-        json!({"startTime": now, "completionTime": now, "succeeded": 1,
-               "conditions": [condition("SuccessCriteriaMet"), condition("Complete")]})
-    } else {
-        json!({"startTime": now, "failed": 1,
-               "conditions": [condition("FailureTarget"), condition("Failed")]})
-    };
-    cluster
-        .block_on(jobs.patch_status(
+    let done = |kinds: &[&str]| {
+        let conditions: Vec<Value> = kinds.iter().map(|k| condition(k)).collect();
+        let status = if ok {
+            json!({"startTime": now, "completionTime": now, "succeeded": 1,
+                   "conditions": conditions})
+        } else {
+            json!({"startTime": now, "failed": 1, "conditions": conditions})
+        };
+        cluster.block_on(jobs.patch_status(
             name,
             &PatchParams::default(),
             &Patch::Merge(json!({ "status": status })),
         ))
-        .unwrap_or_else(|e| panic!("mark Job {name} done: {e}"));
+    };
+    let mut marked = if ok {
+        done(&["SuccessCriteriaMet", "Complete"])
+    } else {
+        done(&["FailureTarget", "Failed"])
+    };
+    // Before 1.31 the API server refuses SuccessCriteriaMet on a Job without a success policy:
+    // its Job controller wrote Complete alone.
+    if let Err(kube::Error::Api(e)) = &marked
+        && ok
+        && e.message.contains("SuccessCriteriaMet")
+    {
+        marked = done(&["Complete"]);
+    }
+    marked.unwrap_or_else(|e| panic!("mark Job {name} done: {e}"));
     out
 }

@@ -135,7 +135,8 @@ impl<'p> Replay<'p> {
         let body = Body::of(&event);
         let dry_run = event.dry_run();
         let mut notes = Vec::new();
-        if writer_names.split(", ").any(|w| w == WEBHOOK) {
+        let webhook = self.policy.writers.set(&[WEBHOOK.to_string()]);
+        if writer.roles.intersects(webhook) {
             notes.push("the webhook's own write".to_string());
         }
         let failed_open = event.failed_open();

@@ -331,3 +331,23 @@ fn writes_before_since_build_the_history_unreported() {
     );
     assert_eq!(report.records[0].replayed, "denied");
 }
+
+#[test]
+fn the_webhooks_own_write_is_named_and_only_that() {
+    let policy = Policy::new(Config::default()).expect("policy");
+    let by = |user: &str| {
+        let mut e = event(json!({"verb": "patch", "annotations": called(),
+            "requestObject": {"status": {"conditions": []}}}));
+        e.user.username = user.into();
+        e
+    };
+    let own = "system:serviceaccount:wfe-system:wfe-admission";
+    let report = replay(&policy, vec![create(), by(own), by(CONTROLLER)], &options());
+    let notes: Vec<bool> = report
+        .records
+        .iter()
+        .map(|r| r.reason.contains("the webhook's own write"))
+        .collect();
+    assert_eq!(notes, [true, false], "{report:#?}");
+    assert_eq!(report.records[0].writer, "webhook");
+}

@@ -111,18 +111,14 @@ pub fn read_events(reader: impl std::io::BufRead, source: &str) -> Result<Vec<Ev
 
 fn open(args: &ReplayArgs) -> Result<(Policy, Events<Box<dyn std::io::BufRead>>), String> {
     let policy = super::load_policy(args.config.as_deref())?;
-    let source = args.audit_log.display().to_string();
-    let reader: Box<dyn std::io::BufRead> = if source == "-" {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
+    let path = args.audit_log.display().to_string();
+    let (reader, source): (Box<dyn std::io::BufRead>, String) = if path == "-" {
+        let stdin = std::io::BufReader::new(std::io::stdin());
+        (Box::new(stdin), "stdin".into())
     } else {
-        let file = std::fs::File::open(&args.audit_log)
-            .map_err(|e| format!("cannot read {source}: {e}"))?;
-        Box::new(std::io::BufReader::new(file))
-    };
-    let source = if source == "-" {
-        "stdin".into()
-    } else {
-        source
+        let file =
+            std::fs::File::open(&args.audit_log).map_err(|e| format!("cannot read {path}: {e}"))?;
+        (Box::new(std::io::BufReader::new(file)), path)
     };
     Ok((policy, Events::new(reader, &source)))
 }

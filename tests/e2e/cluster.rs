@@ -218,12 +218,26 @@ pub async fn merge_status(
     name: &str,
     status: Value,
 ) -> Result<DynamicObject, KubeError> {
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await
+    merge_status_with(api, name, status, &PatchParams::default()).await
+}
+
+/// [`merge_status`] as a dry run: the API server's answer, nothing stored.
+pub async fn dry_merge_status(
+    api: &Api<DynamicObject>,
+    name: &str,
+    status: Value,
+) -> Result<DynamicObject, KubeError> {
+    merge_status_with(api, name, status, &PatchParams::default().dry_run()).await
+}
+
+async fn merge_status_with(
+    api: &Api<DynamicObject>,
+    name: &str,
+    status: Value,
+    params: &PatchParams,
+) -> Result<DynamicObject, KubeError> {
+    api.patch_status(name, params, &Patch::Merge(json!({ "status": status })))
+        .await
 }
 
 /// The API server's answer to a refused write: (HTTP code, message).

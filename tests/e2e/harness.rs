@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
-use kube::api::{PatchParams, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 
 use crate::cluster::{self, Clients};
@@ -285,13 +285,8 @@ async fn wait_effective(clients: &Clients) -> Result<()> {
     cluster::eventually("the mutating webhook to stamp startTime", limit, || {
         let api = api.clone();
         async move {
-            let answer = api
-                .patch_status(
-                    PROBE_PENDING,
-                    &PatchParams::default().dry_run(),
-                    &kube::api::Patch::Merge(json!({"status": {"phase": "Running"}})),
-                )
-                .await?;
+            let answer =
+                cluster::dry_merge_status(&api, PROBE_PENDING, json!({"phase": "Running"})).await?;
             Ok(cluster::status_of(&answer)
                 .contains_key("startTime")
                 .then_some(()))

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 
 use crate::cluster::{self, api_error, put_status_with, rv, status_of, text};
@@ -32,13 +32,7 @@ pub async fn dry_run(ctx: Arc<Ctx>) -> Result<()> {
         message.contains("illegal phase transition Completed → Running"),
         "{message}"
     );
-    let result = ctl
-        .patch_status(
-            &name,
-            &PatchParams::default().dry_run(),
-            &Patch::Merge(json!({"status": {"phase": "Pending"}})),
-        )
-        .await;
+    let result = cluster::dry_merge_status(&ctl, &name, json!({"phase": "Pending"})).await;
     let (code, message) = api_error(result, "a dry-run merge patch of Completed → Pending")?;
     ensure!(
         code == 403 && message.contains("Completed → Pending"),
@@ -55,12 +49,7 @@ pub async fn dry_run(ctx: Arc<Ctx>) -> Result<()> {
     // A legal move, dry-run: the answer is the mutated object, storage is unchanged.
     let name = ctx.create("dry-legal").await?;
     let before = ctx.stored(&name).await?;
-    let answer = ctl
-        .patch_status(
-            &name,
-            &PatchParams::default().dry_run(),
-            &Patch::Merge(json!({"status": {"phase": "Running"}})),
-        )
+    let answer = cluster::dry_merge_status(&ctl, &name, json!({"phase": "Running"}))
         .await
         .context("dry-run of Pending → Running")?;
     let st = status_of(&answer);

@@ -60,13 +60,7 @@ async fn write(ctx: &Ctx, a: &str, b: &str) -> Result<()> {
     .await?;
     let back = cluster::merge_status(&ctl, a, json!({"phase": "Running"})).await;
     ensure!(api_error(back, "Completed → Running")?.0 == 403);
-    let dry = ctl
-        .patch_status(
-            a,
-            &PatchParams::default().dry_run(),
-            &Patch::Merge(json!({"status": {"phase": "Failed"}})),
-        )
-        .await;
+    let dry = cluster::dry_merge_status(&ctl, a, json!({"phase": "Failed"})).await;
     ensure!(api_error(dry, "a dry-run Completed → Failed")?.0 == 403);
     let as_controller = wfe_api(&impersonating(ctx, &ctx.users.controller).await?, NS);
     let stored =
@@ -77,13 +71,7 @@ async fn write(ctx: &Ctx, a: &str, b: &str) -> Result<()> {
     let conflict = ctl.replace_status(a, &PostParams::default(), &stale).await;
     ensure!(api_error(conflict, "a stale PUT")?.0 == 409);
 
-    let dry = ctl
-        .patch_status(
-            b,
-            &PatchParams::default().dry_run(),
-            &Patch::Merge(json!({"status": {"phase": "Running"}})),
-        )
-        .await;
+    let dry = cluster::dry_merge_status(&ctl, b, json!({"phase": "Running"})).await;
     dry.context("a dry-run Pending → Running")?;
     cluster::merge_status(&ctl, b, json!({"phase": "Running"})).await?;
     let operator = cluster::merge_status(&ctx.operator(), b, json!({"phase": "Completed"})).await;

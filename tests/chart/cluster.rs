@@ -99,21 +99,16 @@ fn install_without_the_mutating_condition(helm: &Helm, cluster: &Cluster, versio
     };
     assert!(
         refused.contains("undeclared reference to 'all'"),
-        "{refused}"
+        "{version}: {refused}"
     );
 
     let release = cluster.install(helm, &json!({}));
     let manifest = release.manifest();
     let names = |kind: &str| -> Vec<String> {
-        let stored = cluster.stored(manifest.one(kind)).expect("stored");
-        stored["webhooks"][0]["matchConditions"]
-            .as_array()
-            .map(|c| {
-                c.iter()
-                    .filter_map(|c| c["name"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
+        stored_match_conditions(cluster, &manifest, kind)
+            .iter()
+            .filter_map(|c| c["name"].as_str().map(String::from))
+            .collect()
     };
     let mutating = names("MutatingWebhookConfiguration");
     assert!(
@@ -227,6 +222,15 @@ impl Drop for Release<'_> {
             let _ = hooks::uninstall_running_hooks(self.cluster, self.helm_bin);
         }
     }
+}
+
+/// The match conditions the API server stored for the release's webhook configuration `kind`.
+fn stored_match_conditions(cluster: &Cluster, manifest: &Manifests, kind: &str) -> Vec<Value> {
+    let stored = cluster.stored(manifest.one(kind)).expect("stored");
+    stored["webhooks"][0]["matchConditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Every key and value of `want` is in `have` (lists element by element): the API server
@@ -574,10 +578,9 @@ fn install_self_managed_mode_and_run_it_with_the_chart_rbac(ctx: &mut Ctx) {
     // The built-in match conditions follow the policy the webhook serves: a hand edit that
     // gives executionStatus to the executor reaches the mutating condition within seconds.
     let builtin = |kind: &str, name: &str| {
-        let stored = cluster.stored(manifest.one(kind)).expect("stored");
-        stored["webhooks"][0]["matchConditions"]
-            .as_array()
-            .and_then(|l| l.iter().find(|c| c["name"] == name))
+        stored_match_conditions(cluster, &manifest, kind)
+            .into_iter()
+            .find(|c| c["name"] == name)
             .map(|c| c["expression"].clone())
     };
     let mut edited = Config::from_yaml(&stored_policy(cluster)).expect("the stored policy");

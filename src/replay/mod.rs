@@ -260,28 +260,40 @@ impl<'p> Replay<'p> {
         let stage = timestamp(event.stage_timestamp.as_ref())
             .or_else(|| timestamp(event.request_received_timestamp.as_ref()))
             .ok_or("the event has no stageTimestamp")?;
-        let mut outcome = judge_at(stage)?;
-        let mut verdict = compare(recorded, &outcome, &written);
         // The webhook's clock read a moment inside [received, stage]; stored times have whole
         // seconds, so a write that spans a second boundary is judged at both ends.
+        let mut times = vec![stage];
         if let Some(received) = timestamp(event.request_received_timestamp.as_ref())
-            && !verdict.0
             && received.as_second() != stage.as_second()
         {
-            let earlier = judge_at(received)?;
-            let again = compare(recorded, &earlier, &written);
-            if again.0 {
-                (outcome, verdict) = (earlier, again);
-            }
+            times.push(received);
         }
-        let (mut agrees, mut reason, fields) = verdict;
+        let mut judged = Vec::with_capacity(times.len());
+        for now in times {
+            let outcome = judge_at(now)?;
+            let verdict = compare(recorded, &outcome, &written);
+            judged.push((outcome, verdict));
+        }
+        let stored_after = event.response_object.as_ref().filter(|_| event.succeeded());
+        let stored_apart = |outcome: &offline::Outcome| {
+            stored_after.map(|after| changed(after, &as_status(&outcome.status)))
+        };
+        let pick = judged
+            .iter()
+            .position(|(_, verdict)| verdict.0)
+            .or_else(|| {
+                // A patch the API server retried after a conflict keeps the first attempt's
+                // annotations; what it stored is the last attempt's.
+                judged.iter().position(|(outcome, _)| {
+                    outcome.allowed && stored_apart(outcome).is_some_and(|a| a.is_empty())
+                })
+            })
+            .unwrap_or(0);
+        let (outcome, (mut agrees, mut reason, fields)) = judged.swap_remove(pick);
         if !fields.is_empty() {
             record.fields = fields;
         }
-        if event.succeeded()
-            && let Some(stored_after) = &event.response_object
-        {
-            let apart = changed(stored_after, &as_status(&outcome.status));
+        if let Some(apart) = stored_apart(&outcome) {
             if agrees && !apart.is_empty() {
                 agrees = false;
                 reason = format!(
@@ -290,8 +302,6 @@ impl<'p> Replay<'p> {
                 );
                 record.fields = apart;
             } else if !agrees && outcome.allowed && apart.is_empty() {
-                // A patch the API server retried after a conflict keeps the first attempt's
-                // annotations; what it stored is the last attempt's, and that is this policy's.
                 agrees = true;
                 reason = "the recorded patch is an earlier attempt's; the stored status is this \
                           policy's"

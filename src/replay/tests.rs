@@ -248,6 +248,48 @@ fn a_write_across_a_second_boundary_is_judged_at_both_ends() {
 }
 
 #[test]
+fn a_retried_write_across_a_second_boundary_is_judged_by_what_was_stored() {
+    let policy = Policy::new(Config::default()).expect("policy");
+    let running = object(json!({"phase": "Running", "startTime": "2026-12-03T09:59:00Z"}));
+    let sent = object(json!({"phase": "Completed", "startTime": "2026-12-03T09:59:00Z"}));
+    let write = Write {
+        old: running,
+        new: sent.clone(),
+        user: CONTROLLER,
+        groups: &[],
+        dry_run: false,
+    };
+    let req = offline::request(&policy, write).expect("request");
+    let received = "2026-12-03T10:00:00.900000Z";
+    let last = offline::evaluate(&policy, req, received.parse().expect("time")).expect("verdict");
+    assert!(last.patched());
+    // The first attempt met another stored copy, so its annotation sets other times than the
+    // attempt that was stored; the answer came back in the next second.
+    let first = json!([
+        {"op": "add", "path": "/status/completionTime", "value": "2026-12-03T10:00:00Z"}]);
+    let mut annotations = called();
+    annotations["patch.webhook.admission.k8s.io/round_0_index_0"] = json!(
+        json!({"configuration": "wfe-admission", "webhook": "m", "patch": first}).to_string()
+    );
+    let mut stored = sent.clone();
+    stored["status"] = last.status.clone();
+    let recorded = |stored: Value| {
+        let e = event(
+            json!({"verb": "update", "requestObject": sent, "annotations": annotations,
+            "requestReceivedTimestamp": received, "responseObject": stored,
+            "stageTimestamp": "2026-12-03T10:00:01.050000Z"}),
+        );
+        replay(&policy, vec![create(), e], &options()).records[0].clone()
+    };
+    let record = recorded(stored.clone());
+    assert_eq!(record.agrees, Some(true), "{record:#?}");
+    assert!(record.reason.contains("earlier attempt"), "{record:#?}");
+    // Stored at neither end's time: not this policy's.
+    stored["status"]["completionTime"] = json!("2026-12-03T10:00:02Z");
+    assert_eq!(recorded(stored).agrees, Some(false));
+}
+
+#[test]
 fn another_webhooks_earlier_patch_is_what_this_one_was_shown() {
     let policy = Policy::new(Config::default()).expect("policy");
     let mut created = create();

@@ -209,30 +209,40 @@ fn writes_without_a_known_state_or_body_are_not_judged() {
     );
 }
 
-#[test]
-fn a_write_across_a_second_boundary_is_judged_at_both_ends() {
-    let policy = Policy::new(Config::default()).expect("policy");
+/// A controller's `Running → Completed` and what the webhook answered when its clock read
+/// `received`; the sent object and the answer.
+fn completed_at(policy: &Policy, received: &str) -> (Value, offline::Outcome) {
     let running = object(json!({"phase": "Running", "startTime": "2026-12-03T09:59:00Z"}));
     let sent = object(json!({"phase": "Completed", "startTime": "2026-12-03T09:59:00Z"}));
-    // What the webhook answered when its clock read the request's received time.
     let write = Write {
-        old: running.clone(),
+        old: running,
         new: sent.clone(),
         user: CONTROLLER,
         groups: &[],
         dry_run: false,
     };
-    let req = offline::request(&policy, write).expect("request");
-    let received = "2026-12-03T10:00:00.900000Z";
+    let req = offline::request(policy, write).expect("request");
     let answered =
-        offline::evaluate(&policy, req, received.parse().expect("time")).expect("verdict");
+        offline::evaluate(policy, req, received.parse().expect("time")).expect("verdict");
     assert!(answered.patched());
+    (sent, answered)
+}
+
+/// Annotations saying the webhook was called and answered `patch`.
+fn patched_with(patch: &Value) -> Value {
     let mut annotations = called();
     annotations["patch.webhook.admission.k8s.io/round_0_index_0"] = json!(
-        json!({
-        "configuration": "wfe-admission", "webhook": "m", "patch": answered.patch})
-        .to_string()
+        json!({"configuration": "wfe-admission", "webhook": "m", "patch": patch}).to_string()
     );
+    annotations
+}
+
+#[test]
+fn a_write_across_a_second_boundary_is_judged_at_both_ends() {
+    let policy = Policy::new(Config::default()).expect("policy");
+    let received = "2026-12-03T10:00:00.900000Z";
+    let (sent, answered) = completed_at(&policy, received);
+    let annotations = patched_with(&answered.patch);
     let created = create();
     let recorded = |received: Option<&str>| {
         let mut e = event(
@@ -250,27 +260,12 @@ fn a_write_across_a_second_boundary_is_judged_at_both_ends() {
 #[test]
 fn a_retried_write_across_a_second_boundary_is_judged_by_what_was_stored() {
     let policy = Policy::new(Config::default()).expect("policy");
-    let running = object(json!({"phase": "Running", "startTime": "2026-12-03T09:59:00Z"}));
-    let sent = object(json!({"phase": "Completed", "startTime": "2026-12-03T09:59:00Z"}));
-    let write = Write {
-        old: running,
-        new: sent.clone(),
-        user: CONTROLLER,
-        groups: &[],
-        dry_run: false,
-    };
-    let req = offline::request(&policy, write).expect("request");
     let received = "2026-12-03T10:00:00.900000Z";
-    let last = offline::evaluate(&policy, req, received.parse().expect("time")).expect("verdict");
-    assert!(last.patched());
+    let (sent, last) = completed_at(&policy, received);
     // The first attempt met another stored copy, so its annotation sets other times than the
     // attempt that was stored; the answer came back in the next second.
-    let first = json!([
-        {"op": "add", "path": "/status/completionTime", "value": "2026-12-03T10:00:00Z"}]);
-    let mut annotations = called();
-    annotations["patch.webhook.admission.k8s.io/round_0_index_0"] = json!(
-        json!({"configuration": "wfe-admission", "webhook": "m", "patch": first}).to_string()
-    );
+    let annotations = patched_with(&json!([
+        {"op": "add", "path": "/status/completionTime", "value": "2026-12-03T10:00:00Z"}]));
     let mut stored = sent.clone();
     stored["status"] = last.status.clone();
     let recorded = |stored: Value| {

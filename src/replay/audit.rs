@@ -148,13 +148,17 @@ impl Event {
 
     /// Webhooks that did not answer and that the API server let the write past anyway.
     pub fn failed_open(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self
+        // One name per webhook: a reinvoked webhook fails open once per round.
+        let mut names: Vec<&str> = Vec::new();
+        for (_, name) in self
             .annotations
             .iter()
             .filter(|(k, _)| k.starts_with("failed-open."))
-            .map(|(_, v)| v.as_str())
-            .collect();
-        names.dedup();
+        {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
         names
     }
 }

@@ -388,3 +388,14 @@ fn the_webhooks_own_write_is_named_and_only_that() {
     assert_eq!(notes, [true, false], "{report:#?}");
     assert_eq!(report.records[0].writer, "webhook");
 }
+
+#[test]
+fn a_webhook_that_failed_open_in_two_rounds_is_named_once() {
+    let name = |round: u32, index: u32| {
+        format!("failed-open.mutation.webhook.admission.k8s.io/round_{round}_index_{index}")
+    };
+    let e = event(json!({"verb": "update", "annotations": {
+        name(0, 0): "a.example.com", name(0, 1): "b.example.com",
+        name(1, 0): "a.example.com", name(1, 1): "b.example.com"}}));
+    assert_eq!(e.failed_open(), vec!["a.example.com", "b.example.com"]);
+}

@@ -128,13 +128,39 @@ impl Event {
         self.mutating_call(configurations).is_some()
     }
 
+    /// Whether the named configurations' mutating webhook was called again after its first call
+    /// (a reinvocation after another webhook's change).
+    pub fn reinvoked(&self, configurations: &[String]) -> bool {
+        self.calls("mutation.webhook.admission.k8s.io")
+            .iter()
+            .filter(|(_, v)| ours(v, configurations))
+            .count()
+            > 1
+    }
+
     /// The patches other mutating webhooks made before the named configurations' webhook was
     /// called (all of them when it was not): what it was shown. Each with its webhook's name.
     pub fn patches_before_ours(&self, configurations: &[String]) -> Vec<(String, Value)> {
+        self.others_patches(configurations, true)
+    }
+
+    /// The patches other mutating webhooks made after the named configurations' webhook was
+    /// first called (none when it was not).
+    pub fn patches_after_ours(&self, configurations: &[String]) -> Vec<(String, Value)> {
+        self.others_patches(configurations, false)
+    }
+
+    fn others_patches(&self, configurations: &[String], before: bool) -> Vec<(String, Value)> {
         let ours_at = self.mutating_call(configurations);
         self.calls("patch.webhook.admission.k8s.io")
             .into_iter()
-            .filter(|(at, v)| !ours(v, configurations) && ours_at.is_none_or(|o| *at < o))
+            .filter(|(at, v)| {
+                !ours(v, configurations)
+                    && match ours_at {
+                        None => before,
+                        Some(o) => (*at < o) == before,
+                    }
+            })
             .filter_map(|(_, v)| {
                 let name = v
                     .get("webhook")

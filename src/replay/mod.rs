@@ -246,10 +246,10 @@ impl<'p> Replay<'p> {
             record.phase_move = Some(format!("{from} → {to}"));
         }
         let acting = event.acting_user();
-        let judge_at = |now: Timestamp| {
+        let judge_on = |new: &Value, now: Timestamp| {
             let write = Write {
                 old: stored.clone(),
-                new: written.clone(),
+                new: new.clone(),
                 user: &acting.username,
                 groups: &acting.groups,
                 dry_run: event.dry_run(),
@@ -260,6 +260,38 @@ impl<'p> Replay<'p> {
         let stage = timestamp(event.stage_timestamp.as_ref())
             .or_else(|| timestamp(event.request_received_timestamp.as_ref()))
             .ok_or("the event has no stageTimestamp")?;
+        let stored_after = event.response_object.as_ref().filter(|_| event.succeeded());
+        let stored_status = stored_after.and_then(|o| o.get("status"));
+        let configurations = &self.options.configurations;
+        let later = event.patches_after_ours(configurations);
+        if !later.is_empty() {
+            let names: Vec<&str> = later.iter().map(|(name, _)| name.as_str()).collect();
+            lead.push(format!(
+                "stored after the recorded patches of {}",
+                names.join(", ")
+            ));
+        }
+        // What the API server stored from this policy's answer: the later webhooks' recorded
+        // patches on top, and this webhook's answer to those when it was called again.
+        let settle = |outcome: &offline::Outcome, now: Timestamp| -> Result<Value, String> {
+            if later.is_empty() || !outcome.allowed {
+                return Ok(outcome.status.clone());
+            }
+            let mut object = history::with_status_of(&written, &as_status(&outcome.status));
+            for (name, patch) in &later {
+                history::apply_json_patch(&mut object, patch)
+                    .map_err(|e| format!("webhook {name}'s recorded patch {e}"))?;
+            }
+            if !event.reinvoked(configurations) {
+                return Ok(object.get("status").cloned().unwrap_or(Value::Null));
+            }
+            // Called again later than `now`, by the stage time at the latest.
+            let again = judge_on(&object, now)?.status;
+            if now == stage || stored_status.is_none_or(|s| *s == again) {
+                return Ok(again);
+            }
+            Ok(judge_on(&object, stage)?.status)
+        };
         // The webhook's clock read a moment inside [received, stage]; stored times have whole
         // seconds, so a write that spans a second boundary is judged at both ends.
         let mut times = vec![stage];
@@ -270,30 +302,30 @@ impl<'p> Replay<'p> {
         }
         let mut judged = Vec::with_capacity(times.len());
         for now in times {
-            let outcome = judge_at(now)?;
+            let outcome = judge_on(&written, now)?;
             let verdict = compare(recorded, &outcome, &written);
-            judged.push((outcome, verdict));
+            let settled = settle(&outcome, now)?;
+            judged.push((outcome, verdict, settled));
         }
         let stored_after = event.response_object.as_ref().filter(|_| event.succeeded());
-        let stored_apart = |outcome: &offline::Outcome| {
-            stored_after.map(|after| changed(after, &as_status(&outcome.status)))
-        };
+        let stored_apart =
+            |settled: &Value| stored_after.map(|after| changed(after, &as_status(settled)));
         let pick = judged
             .iter()
-            .position(|(_, verdict)| verdict.0)
+            .position(|(_, verdict, _)| verdict.0)
             .or_else(|| {
                 // A patch the API server retried after a conflict keeps the first attempt's
                 // annotations; what it stored is the last attempt's.
-                judged.iter().position(|(outcome, _)| {
-                    outcome.allowed && stored_apart(outcome).is_some_and(|a| a.is_empty())
+                judged.iter().position(|(outcome, _, settled)| {
+                    outcome.allowed && stored_apart(settled).is_some_and(|a| a.is_empty())
                 })
             })
             .unwrap_or(0);
-        let (outcome, (mut agrees, mut reason, fields)) = judged.swap_remove(pick);
+        let (outcome, (mut agrees, mut reason, fields), settled) = judged.swap_remove(pick);
         if !fields.is_empty() {
             record.fields = fields;
         }
-        if let Some(apart) = stored_apart(&outcome) {
+        if let Some(apart) = stored_apart(&settled) {
             if agrees && !apart.is_empty() {
                 agrees = false;
                 reason = format!(
@@ -318,10 +350,9 @@ impl<'p> Replay<'p> {
             match (&event.response_object, event.succeeded()) {
                 (Some(object), true) => self.states.set(key, object.clone()),
                 (Some(_), false) => {}
-                (None, _) if outcome.allowed => self.states.set(
-                    key,
-                    history::with_status_of(&stored, &as_status(&outcome.status)),
-                ),
+                (None, _) if outcome.allowed => self
+                    .states
+                    .set(key, history::with_status_of(&stored, &as_status(&settled))),
                 (None, _) => {}
             }
         }

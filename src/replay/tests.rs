@@ -399,3 +399,73 @@ fn a_webhook_that_failed_open_in_two_rounds_is_named_once() {
         name(1, 0): "a.example.com", name(1, 1): "b.example.com"}}));
     assert_eq!(e.failed_open(), vec!["a.example.com", "b.example.com"]);
 }
+
+#[test]
+fn a_later_webhooks_patch_and_the_reinvocation_are_in_what_was_stored() {
+    let policy = Policy::new(Config::default()).expect("policy");
+    let failed = object(
+        json!({"phase": "Failed", "startTime": "2026-12-03T09:59:00Z",
+        "completionTime": "2026-12-03T09:59:30Z", "duration": "30s"}),
+    );
+    let mut created = create();
+    created.response_object = Some(failed.clone());
+    let clearance = json!({"status": {"blockClearance": {"clearReason":
+        "the failed restart was looked into and the deployment is healthy again, unblock it",
+        "clearMethod": "StatusField", "clearedBy": "somebody-else@example.com"}}});
+    let mut sent = failed.clone();
+    json_patch::merge(&mut sent, &clearance);
+    let write = Write {
+        old: failed,
+        new: sent.clone(),
+        user: OPERATOR,
+        groups: &[],
+        dry_run: true,
+    };
+    let req = offline::request(&policy, write).expect("request");
+    let received = "2026-12-03T10:00:00.900000Z";
+    let ours = offline::evaluate(&policy, req, received.parse().expect("time")).expect("verdict");
+    assert!(ours.patched(), "{ours:#?}");
+    // Another webhook, called after ours, stamps the clearance with its own clock, a second
+    // later; ours, called again, keeps that recent stamp.
+    let later = json!([
+        {"op": "add", "path": "/status/blockClearance/clearedBy", "value": OPERATOR},
+        {"op": "add", "path": "/status/blockClearance/clearedAt", "value": "2026-12-03T10:00:01Z"}]);
+    let call = |configuration: &str, mutated: bool| {
+        json!({"configuration": configuration, "webhook": "m", "mutated": mutated}).to_string()
+    };
+    let patch = |configuration: &str, patch: &Value| {
+        json!({"configuration": configuration, "webhook": format!("{configuration}.example.com"),
+            "patch": patch, "patchType": "JSONPatch"})
+        .to_string()
+    };
+    let mut stored = sent.clone();
+    stored["status"] = ours.status.clone();
+    stored["status"]["blockClearance"]["clearedAt"] = json!("2026-12-03T10:00:01Z");
+    let recorded = |reinvoked: bool| {
+        let mut annotations = json!({
+            "mutation.webhook.admission.k8s.io/round_0_index_0": call("wfe-admission", true),
+            "patch.webhook.admission.k8s.io/round_0_index_0": patch("wfe-admission", &ours.patch),
+            "mutation.webhook.admission.k8s.io/round_0_index_1": call("other", true),
+            "patch.webhook.admission.k8s.io/round_0_index_1": patch("other", &later)});
+        if reinvoked {
+            annotations["mutation.webhook.admission.k8s.io/round_1_index_0"] =
+                json!(call("wfe-admission", false));
+        }
+        let e = event(json!({"verb": "patch", "requestObject": clearance,
+            "requestURI": "/apis/kubernaut.ai/v1alpha1/namespaces/ns/workflowexecutions/w/status?dryRun=All",
+            "user": {"username": OPERATOR}, "annotations": annotations,
+            "requestReceivedTimestamp": received, "responseObject": stored,
+            "stageTimestamp": "2026-12-03T10:00:01.050000Z"}));
+        replay(&policy, vec![created.clone(), e], &options()).records[0].clone()
+    };
+    let record = recorded(true);
+    assert_eq!(record.agrees, Some(true), "{record:#?}");
+    assert!(
+        record
+            .reason
+            .contains("stored after the recorded patches of other.example.com"),
+        "{record:#?}"
+    );
+    // Not called again, this webhook's stamp would be taken as the latest: still the other's.
+    assert_eq!(recorded(false).agrees, Some(true));
+}

@@ -261,7 +261,6 @@ impl<'p> Replay<'p> {
             .or_else(|| timestamp(event.request_received_timestamp.as_ref()))
             .ok_or("the event has no stageTimestamp")?;
         let stored_after = event.response_object.as_ref().filter(|_| event.succeeded());
-        let stored_status = stored_after.and_then(|o| o.get("status"));
         let configurations = &self.options.configurations;
         let later = event.patches_after_ours(configurations);
         if !later.is_empty() {
@@ -271,9 +270,10 @@ impl<'p> Replay<'p> {
                 names.join(", ")
             ));
         }
+        let reinvoked = event.reinvoked(configurations);
         // What the API server stored from this policy's answer: the later webhooks' recorded
-        // patches on top, and this webhook's answer to those when it was called again.
-        let settle = |outcome: &offline::Outcome, now: Timestamp| -> Result<Value, String> {
+        // patches on top, and this webhook's answer to those when it was called again at `again`.
+        let settle = |outcome: &offline::Outcome, again: Timestamp| -> Result<Value, String> {
             if later.is_empty() || !outcome.allowed {
                 return Ok(outcome.status.clone());
             }
@@ -282,37 +282,37 @@ impl<'p> Replay<'p> {
                 history::apply_json_patch(&mut object, patch)
                     .map_err(|e| format!("webhook {name}'s recorded patch {e}"))?;
             }
-            if !event.reinvoked(configurations) {
-                return Ok(object.get("status").cloned().unwrap_or(Value::Null));
+            if reinvoked {
+                return Ok(judge_on(&object, again)?.status);
             }
-            // Called again later than `now`, by the stage time at the latest.
-            let again = judge_on(&object, now)?.status;
-            if now == stage || stored_status.is_none_or(|s| *s == again) {
-                return Ok(again);
-            }
-            Ok(judge_on(&object, stage)?.status)
+            Ok(object.get("status").cloned().unwrap_or(Value::Null))
         };
-        // The webhook's clock read a moment inside [received, stage]; stored times have whole
-        // seconds, so a write that spans a second boundary is judged at both ends.
-        let mut times = vec![stage];
+        // The webhook's clock read a moment inside [received, stage] at each call, never
+        // earlier than at the one before; stored times have whole seconds, so a write that
+        // spans a second boundary is judged at both ends (first call, call again).
+        let mut clocks = vec![(stage, stage)];
         if let Some(received) = timestamp(event.request_received_timestamp.as_ref())
             && received.as_second() != stage.as_second()
         {
-            times.push(received);
+            clocks.push((received, received));
+            if reinvoked && !later.is_empty() {
+                clocks.push((received, stage));
+            }
         }
-        let mut judged = Vec::with_capacity(times.len());
-        for now in times {
-            let outcome = judge_on(&written, now)?;
+        let mut judged = Vec::with_capacity(clocks.len());
+        for (first, again) in clocks {
+            let outcome = judge_on(&written, first)?;
             let verdict = compare(recorded, &outcome, &written);
-            let settled = settle(&outcome, now)?;
+            let settled = settle(&outcome, again)?;
             judged.push((outcome, verdict, settled));
         }
-        let stored_after = event.response_object.as_ref().filter(|_| event.succeeded());
         let stored_apart =
             |settled: &Value| stored_after.map(|after| changed(after, &as_status(settled)));
+        let stored_as = |settled: &Value| stored_apart(settled).is_none_or(|a| a.is_empty());
         let pick = judged
             .iter()
-            .position(|(_, verdict, _)| verdict.0)
+            .position(|(_, verdict, settled)| verdict.0 && stored_as(settled))
+            .or_else(|| judged.iter().position(|(_, verdict, _)| verdict.0))
             .or_else(|| {
                 // A patch the API server retried after a conflict keeps the first attempt's
                 // annotations; what it stored is the last attempt's.

@@ -209,23 +209,27 @@ fn writes_without_a_known_state_or_body_are_not_judged() {
     );
 }
 
+/// What the webhook answered `user`'s write of `new` over `old` when its clock read `at`.
+fn answered(policy: &Policy, old: Value, new: Value, user: &str, at: &str) -> offline::Outcome {
+    let write = Write {
+        old,
+        new,
+        user,
+        groups: &[],
+        dry_run: false,
+    };
+    let req = offline::request(policy, write).expect("request");
+    offline::evaluate(policy, req, at.parse().expect("time")).expect("verdict")
+}
+
 /// A controller's `Running → Completed` and what the webhook answered when its clock read
 /// `received`; the sent object and the answer.
 fn completed_at(policy: &Policy, received: &str) -> (Value, offline::Outcome) {
     let running = object(json!({"phase": "Running", "startTime": "2026-12-03T09:59:00Z"}));
     let sent = object(json!({"phase": "Completed", "startTime": "2026-12-03T09:59:00Z"}));
-    let write = Write {
-        old: running,
-        new: sent.clone(),
-        user: CONTROLLER,
-        groups: &[],
-        dry_run: false,
-    };
-    let req = offline::request(policy, write).expect("request");
-    let answered =
-        offline::evaluate(policy, req, received.parse().expect("time")).expect("verdict");
-    assert!(answered.patched());
-    (sent, answered)
+    let answer = answered(policy, running, sent.clone(), CONTROLLER, received);
+    assert!(answer.patched());
+    (sent, answer)
 }
 
 /// Annotations saying the webhook was called and answered `patch`.
@@ -414,16 +418,8 @@ fn a_later_webhooks_patch_and_the_reinvocation_are_in_what_was_stored() {
         "clearMethod": "StatusField", "clearedBy": "somebody-else@example.com"}}});
     let mut sent = failed.clone();
     json_patch::merge(&mut sent, &clearance);
-    let write = Write {
-        old: failed,
-        new: sent.clone(),
-        user: OPERATOR,
-        groups: &[],
-        dry_run: true,
-    };
-    let req = offline::request(&policy, write).expect("request");
     let received = "2026-12-03T10:00:00.900000Z";
-    let ours = offline::evaluate(&policy, req, received.parse().expect("time")).expect("verdict");
+    let ours = answered(&policy, failed, sent.clone(), OPERATOR, received);
     assert!(ours.patched(), "{ours:#?}");
     // Another webhook, called after ours, stamps the clearance with its own clock, a second
     // later; ours, called again, keeps that recent stamp.
@@ -433,20 +429,17 @@ fn a_later_webhooks_patch_and_the_reinvocation_are_in_what_was_stored() {
     let call = |configuration: &str, mutated: bool| {
         json!({"configuration": configuration, "webhook": "m", "mutated": mutated}).to_string()
     };
-    let patch = |configuration: &str, patch: &Value| {
-        json!({"configuration": configuration, "webhook": format!("{configuration}.example.com"),
-            "patch": patch, "patchType": "JSONPatch"})
-        .to_string()
-    };
     let mut stored = sent.clone();
     stored["status"] = ours.status.clone();
     stored["status"]["blockClearance"]["clearedAt"] = json!("2026-12-03T10:00:01Z");
     let recorded = |reinvoked: bool| {
-        let mut annotations = json!({
-            "mutation.webhook.admission.k8s.io/round_0_index_0": call("wfe-admission", true),
-            "patch.webhook.admission.k8s.io/round_0_index_0": patch("wfe-admission", &ours.patch),
-            "mutation.webhook.admission.k8s.io/round_0_index_1": call("other", true),
-            "patch.webhook.admission.k8s.io/round_0_index_1": patch("other", &later)});
+        let mut annotations = patched_with(&ours.patch);
+        annotations["mutation.webhook.admission.k8s.io/round_0_index_1"] =
+            json!(call("other", true));
+        annotations["patch.webhook.admission.k8s.io/round_0_index_1"] = json!(
+            json!({"configuration": "other", "webhook": "other.example.com", "patch": later})
+                .to_string()
+        );
         if reinvoked {
             annotations["mutation.webhook.admission.k8s.io/round_1_index_0"] =
                 json!(call("wfe-admission", false));
@@ -466,6 +459,6 @@ fn a_later_webhooks_patch_and_the_reinvocation_are_in_what_was_stored() {
             .contains("stored after the recorded patches of other.example.com"),
         "{record:#?}"
     );
-    // Not called again, this webhook's stamp would be taken as the latest: still the other's.
+    // Not called again: the other's patch alone goes on top, and its stamp is the stored one.
     assert_eq!(recorded(false).agrees, Some(true));
 }

@@ -44,6 +44,8 @@ type job struct {
 	// "1.32": compile the conditions as new expressions in that version's environment, and
 	// evaluate nothing.
 	CompatibilityVersion string `json:"compatibilityVersion,omitempty"`
+	// Report each input's answer, so that a caller can check what a condition skips.
+	Answers bool `json:"answers,omitempty"`
 }
 
 type compiled struct {
@@ -60,6 +62,8 @@ type figures struct {
 	MaxCost     int64   `json:"maxCost"`
 	MeanMicros  float64 `json:"meanMicros"`
 	FirstError  string  `json:"firstError,omitempty"`
+	// With answers set: each input's answer in the first round, "true", "false" or "error".
+	Answers []string `json:"answers,omitempty"`
 }
 
 func main() {
@@ -100,6 +104,7 @@ func main() {
 					cel.OptionalVariableBindings{}, nil, celconfig.RuntimeCELCostBudget)
 				took += time.Since(start)
 				f.Evaluations++
+				answer := "error"
 				spent := celconfig.RuntimeCELCostBudget - remaining
 				cost += spent
 				if spent > f.MaxCost {
@@ -116,6 +121,12 @@ func main() {
 					}
 				case results[0].EvalResult.Value() == true:
 					f.True++
+					answer = "true"
+				default:
+					answer = "false"
+				}
+				if j.Answers && r == 0 {
+					f.Answers = append(f.Answers, answer)
 				}
 			}
 		}

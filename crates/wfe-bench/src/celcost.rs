@@ -32,6 +32,9 @@ pub struct CostRow {
     pub mean_micros: f64,
     #[serde(default)]
     pub first_error: Option<String>,
+    /// Each input's answer ("true", "false" or "error"), when asked for.
+    #[serde(default)]
+    pub answers: Vec<String>,
 }
 
 /// The CRD rule's name in the table.
@@ -51,19 +54,30 @@ pub fn rows(repo: &Path, rounds: u32) -> anyhow::Result<Vec<CostRow>> {
     );
     let inputs: Vec<Value> = e2e::real_mix_pairs(repo)?
         .into_iter()
-        .map(|(old, new)| {
-            let object = |status: Option<Value>| {
-                let mut o = json!({"apiVersion": "kubernaut.ai/v1alpha1",
-                    "kind": "WorkflowExecution", "metadata": {"name": "wfe", "namespace": "bench"}});
-                if let Some(s) = status {
-                    o["status"] = s;
-                }
-                o
-            };
-            json!({"user": fixtures::CONTROLLER, "object": object(Some(new)), "oldObject": object(old)})
-        })
+        .map(|(old, new)| input(fixtures::CONTROLLER, old, new))
         .collect();
     let job = json!({"conditions": conditions, "inputs": inputs, "rounds": rounds});
+    Ok(serde_json::from_slice(&run(repo, &job)?)?)
+}
+
+/// One write for the evaluator: `user` sends status `new` over `old` (none: no status yet).
+pub fn input(user: &str, old: Option<Value>, new: Value) -> Value {
+    let object = |status: Option<Value>| {
+        let mut o = json!({"apiVersion": "kubernaut.ai/v1alpha1",
+            "kind": "WorkflowExecution", "metadata": {"name": "wfe", "namespace": "bench"}});
+        if let Some(s) = status {
+            o["status"] = s;
+        }
+        o
+    };
+    json!({"user": user, "object": object(Some(new)), "oldObject": object(old)})
+}
+
+/// The default policy's two conditions on `inputs` (from [`input`]), once each: their rows,
+/// with each input's answer.
+pub fn answers(repo: &Path, inputs: &[Value]) -> anyhow::Result<Vec<CostRow>> {
+    let job = json!({"conditions": default_conditions(&Config::default())?, "inputs": inputs,
+        "rounds": 1, "answers": true});
     Ok(serde_json::from_slice(&run(repo, &job)?)?)
 }
 

@@ -720,6 +720,7 @@ mod tests {
             max_cost: 100,
             mean_micros: 10.0,
             first_error: None,
+            answers: Vec::new(),
         };
         let mut report = Report {
             cel_costs: vec![

@@ -374,10 +374,10 @@ request.operation == 'UPDATE' && has(object.status) && !(type(object.status) == 
 
 {{/*
 The mutating webhook's built-in match condition: skip a write by the controller (its user
-patterns or groups) that combining provably leaves as sent: every stored key sent, only the
-controller's plain fields or first values of write-once fields changed, the phase kept or moved
-as the table allows with its time sent, the stored conditions in order with any new ones after
-them, derived fields already coherent. The same text as
+patterns or groups) that combining provably leaves as sent: the keys it does not own and the
+stored write-once fields sent as stored, the phase kept or moved as the table allows with its
+time sent, the stored conditions in order with any new ones after them, derived fields already
+coherent. The same text as
 `policy::match_conditions::mutate_match_condition`; the chart tests compare the two. Empty (no
 condition, every write combined) when the policy has no controller writer with users or groups,
 or when a key it depends on was removed from the values (the webhook would fall back to its
@@ -426,7 +426,7 @@ policy. `match_conditions::mutate_body`. */}}
 {{- end }}
 {{- $pq := include "wfe-admission.celString" $pf }}
 {{- $c := include "wfe-admission.celString" $cf }}
-{{- $sent := "" }}
+{{- $keys := "" }}
 {{- if has "controller" $p.defaultFieldOwners }}
 {{- $checked := list }}
 {{- range $k, $owners := $p.fields }}
@@ -438,17 +438,17 @@ policy. `match_conditions::mutate_body`. */}}
 {{- $each := list }}
 {{- range $k := $checked }}
 {{- $q := include "wfe-admission.celString" $k }}
-{{- $kept := printf "(%s in o && type(n[%s]) == type(o[%s]) && n[%s] == o[%s])" $q $q $q $q $q }}
+{{- $kept := printf "n[?%s] == o[?%s]" $q $q }}
 {{- if has $k $first }}
-{{- $kept = printf "(!(%s in o) || type(o[%s]) == null_type) || %s" $q $q $kept }}
+{{- $kept = printf "(%s || o[?%s].orValue(null) == null)" $kept $q }}
 {{- end }}
-{{- $each = append $each (printf "(!(%s in n) || %s)" $q $kept) }}
+{{- $each = append $each $kept }}
 {{- end }}
-{{- $sent = join " && " $each | default "true" }}
+{{- $keys = join " && " $each | default "true" }}
 {{- else }}
-{{- $sent = printf "n.all(k, k == %s || k == %s || k in %s || (k in o && type(n[k]) == type(o[k]) && n[k] == o[k]) || (k in %s && (!(k in o) || type(o[k]) == null_type)))" $pq $c (include "wfe-admission.celList" $plain) (include "wfe-admission.celList" $first) }}
+{{- $plainList := include "wfe-admission.celList" $plain }}
+{{- $keys = printf "o.all(k, k in n || k in %s) && n.all(k, k == %s || k == %s || k in %s || n[?k] == o[?k] || (k in %s && o[?k].orValue(null) == null))" $plainList $pq $c $plainList (include "wfe-admission.celList" $first) }}
 {{- end }}
-{{- $keys := printf "o.all(k, k in n) && %s" $sent }}
 {{- $to := printf "n[%s]" $pq }}
 {{- $table := "" }}
 {{- if has "controller" (dig $pf nil $p.fields | default $p.defaultFieldOwners) }}
@@ -459,37 +459,46 @@ policy. `match_conditions::mutate_body`. */}}
 {{- $ctq := include "wfe-admission.celString" $ct }}
 {{- $sentStart := printf "(%s in n && type(n[%s]) == string)" $stq $stq }}
 {{- $sentEnd := printf "(%s in n && type(n[%s]) == string)" $ctq $ctq }}
-{{- $phase := printf "(!(%s in n) || (type(%s) == string && %s == %s))" $pq $to $to $from }}
+{{- $moved := printf "%s == %s" $to $from }}
 {{- if $table }}
-{{- $phase = printf "(!(%s in n) || (type(%s) == string && [%s].all(f, %s == f || (%s && (%s != %s || %s) && (!(%s in %s) || %s)))))" $pq $to $from $to $table $to (include "wfe-admission.celString" $ph.running) $sentStart $to (include "wfe-admission.celList" $ph.terminal) $sentEnd }}
+{{- $moved = printf "[%s].all(f, %s == f || (%s && (%s != %s || %s) && (!(%s in %s) || %s)))" $from $to $table $to (include "wfe-admission.celString" $ph.running) $sentStart $to (include "wfe-admission.celList" $ph.terminal) $sentEnd }}
 {{- end }}
+{{- $phase := printf "(%s in n ? type(%s) == string && (n[?%s] == o[?%s] && %s != '' || %s) : o[?%s].orValue(null) == null)" $pq $to $pq $pq $to $moved $pq }}
 {{- $nc := printf "n[%s]" $c }}
-{{- $oc := printf "o[%s]" $c }}
-{{- $types := list }}
+{{- $typeOwned := "" }}
+{{- if has "controller" $cond.defaultOwners }}
+{{- $others := list }}
+{{- range $t, $owners := $cond.owners }}
+{{- if not (has "controller" $owners) }}
+{{- $others = append $others $t }}
+{{- end }}
+{{- end }}
+{{- $typeOwned = "true" }}
+{{- if $others }}
+{{- $typeOwned = printf "!(c['type'] in %s)" (include "wfe-admission.celList" $others) }}
+{{- end }}
+{{- else }}
+{{- $mine := list }}
 {{- range $t, $owners := $cond.owners }}
 {{- if has "controller" $owners }}
-{{- $types = append $types $t }}
+{{- $mine = append $mine $t }}
 {{- end }}
 {{- end }}
-{{- $typeOwned := printf "c['type'] in %s" (include "wfe-admission.celList" $types) }}
-{{- if has "controller" $cond.defaultOwners }}
-{{- $typeOwned = printf "%s || !(c['type'] in %s)" $typeOwned (include "wfe-admission.celList" (keys $cond.owners | sortAlpha)) }}
+{{- $typeOwned = printf "c['type'] in %s" (include "wfe-admission.celList" $mine) }}
 {{- end }}
 {{- $o := "oc[i]" }}
 {{- $same := list }}
 {{- range $key := list "status" "lastTransitionTime" }}
 {{- $same = append $same (printf "('%s' in c ? '%s' in %s && %s['%s'] == c['%s'] : !('%s' in %s))" $key $key $o $o $key $key $key $o) }}
 {{- end }}
-{{- $entries := printf "nc.all(i, c, type(c) == map && 'type' in c && type(c['type']) == string && (i < size(oc) ? (%s == c || (type(%s) == map && 'type' in %s && %s['type'] == c['type'] && %s && %s && (%s))) : ((%s) && 'lastTransitionTime' in c && type(c['lastTransitionTime']) == string)))" $o $o $o $o (index $same 0) (index $same 1) $typeOwned $typeOwned }}
-{{- $unique := "[nc.map(c, c['type'])].all(ts, ts.all(i, t, ts.indexOf(t) == i))" }}
-{{- $lists := printf "[%s].all(nc, [%s in o ? %s : []].all(oc, size(nc) >= size(oc) && %s && %s))" $nc $c $oc $entries $unique }}
-{{- $conditions := printf "(!(%s in n) || (type(%s) == list && (!(%s in o) || type(%s) == list) && %s))" $c $nc $c $oc $lists }}
+{{- $entries := printf "%s.all(i, c, type(ts[i]) == string && ts.indexOf(ts[i]) == i && (i < size(oc) ? (%s == c || (type(%s) == map && 'type' in %s && %s['type'] == c['type'] && %s && %s && (%s))) : ((%s) && 'lastTransitionTime' in c && type(c['lastTransitionTime']) == string)))" $nc $o $o $o $o (index $same 0) (index $same 1) $typeOwned $typeOwned }}
+{{- $types := printf "%s.map(c, type(c) == map && 'type' in c ? c['type'] : 0)" $nc }}
+{{- $lists := printf "[%s in o ? o[%s] : []].all(oc, size(%s) >= size(oc) && [%s].all(ts, %s))" $c $c $nc $types $entries }}
+{{- $conditions := printf "(%s in n ? type(%s) == list && (!(%s in o) || type(o[%s]) == list) && %s : !(%s in o))" $c $nc $c $c $lists $c }}
 {{- $duq := include "wfe-admission.celString" $du }}
-{{- $took := printf "(timestamp(n[%s]) - timestamp(n[%s]))" $ctq $stq }}
-{{- $sentDuration := printf "duration(n[%s])" $duq }}
 {{- $timeRe := include "wfe-admission.celString" "^20([0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|[0-9]{2}-(0[13-9]|1[0-2])-(29|30)|[0-9]{2}-(0[13578]|1[02])-31|(0[048]|[2468][048]|[13579][26])-02-29)T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$" }}
 {{- $durRe := include "wfe-admission.celString" "^([0-9]{1,6}h)?([0-9]{1,2}m)?[0-9]{1,2}s$" }}
-{{- $duration := printf "(!(%s in n && %s in n) || (%s && n[%s].matches(%s) && %s && n[%s].matches(%s) && (%s in n && type(n[%s]) == string) && n[%s].matches(%s) && %s - %s <= duration('1s') && %s - %s <= duration('1s')))" $stq $ctq $sentStart $stq $timeRe $sentEnd $ctq $timeRe $duq $duq $duq $durRe $took $sentDuration $sentDuration $took }}
+{{- $duration := printf "(!(%s in n && %s in n) || (%s && n[%s].matches(%s) && %s && n[%s].matches(%s) && (%s in n && type(n[%s]) == string) && n[%s].matches(%s) && timestamp(n[%s]) - timestamp(n[%s]) - duration(n[%s]) in [duration('-1s'), duration('0s'), duration('1s')]))" $stq $ctq $sentStart $stq $timeRe $sentEnd $ctq $timeRe $duq $duq $duq $durRe $ctq $stq $duq }}
 {{- $fdq := include "wfe-admission.celString" $fd }}
 {{- $fdrq := include "wfe-admission.celString" $fdr }}
 {{- $frq := include "wfe-admission.celString" $fr -}}

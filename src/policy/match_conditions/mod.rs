@@ -66,12 +66,13 @@ pub fn validate_match_condition(config: &Config) -> String {
 /// `combine` provably returns unchanged, with no warning and no correction. The stored status
 /// may be absent (the first status write), and is read as empty then.
 ///
-/// - Every stored key is sent. A sent key is the stored value, or the controller owns it and it
-///   is a plain field, or a write-once field not stored yet (ownership, write-once); the
-///   clearance is the stored one.
+/// - A key the controller does not own, or a write-once field already stored, is sent as
+///   stored (`n[?k] == o[?k]`: both absent, or equal); a write-once field not stored yet may
+///   get its first value. A stored key the controller owns may be left out: combining drops it
+///   too.
 /// - The phase is the stored one, or (when the controller owns the phase) a move of the table;
 ///   a move into the running phase sends the start time, into a terminal one the completion
-///   time, so that nothing is stamped.
+///   time, so that nothing is stamped. A stored phase or conditions list is sent.
 /// - Conditions: each type once; the first entries are the stored ones in their order, each the
 ///   stored entry or (a type the controller owns) with the same `status` and
 ///   `lastTransitionTime`; any further entry is a type the controller owns with its own
@@ -79,9 +80,11 @@ pub fn validate_match_condition(config: &Config) -> String {
 /// - Derived fields: with both times, a duration within a second of their difference (the
 ///   times in `metav1.Time`'s form); a `failureReason` that mirrors `failureDetails.reason`.
 ///
-/// `None` when the policy has no `controller` writer with users or groups: the mutating webhook
-/// is then called for every write. Its two-variable comprehensions need an API server of 1.33
-/// or later (the chart renders it only there).
+/// The API server's evaluator pays for every node it visits, so each check is written to visit
+/// few: keys by name, one guarded pass over the condition types, no loop the common write
+/// does not need. `None` when the policy has no `controller` writer with users or groups: the
+/// mutating webhook is then called for every write. Its two-variable comprehensions need an
+/// API server of 1.33 or later (the chart renders it only there).
 pub fn mutate_match_condition(config: &Config) -> Option<String> {
     let who = cel::who(config.writers.get(CONTROLLER)?)?;
     // The sent and the stored status bound once (`n`, `o`), so that each access below is one
@@ -119,15 +122,14 @@ fn mutate_body(config: &Config) -> String {
         .filter(|k| owned(owners_of(k)))
         .collect();
     let (p, c) = (cel::string(phase_field), cel::string(conditions));
-    let same = |k: &str| {
-        format!(
-            "({k} in {old} && type({new}[{k}]) == type({old}[{k}]) && {new}[{k}] == {old}[{k}])"
-        )
-    };
-    let first = |k: &str| format!("(!({k} in {old}) || type({old}[{k}]) == null_type)");
-    let sent = if owned(&config.default_field_owners) {
-        // Every key but these is the controller's to set, so only these are looked at, each by
-        // name: the stored value, or a first value of a write-once field.
+    // Both absent, or both present and equal; a null counts as a value here, so that a null
+    // beside an absent key still reaches the webhook.
+    let kept = |k: &str| format!("{new}[?{k}] == {old}[?{k}]");
+    // Nothing stored yet (or a stored null): the first value is the writer's.
+    let unset = |k: &str| format!("{old}[?{k}].orValue(null) == null");
+    let keys = if owned(&config.default_field_owners) {
+        // Every key but these is the controller's to set or drop, so only these are looked at,
+        // each by name.
         let checked: BTreeSet<&str> = config
             .fields
             .iter()
@@ -141,12 +143,11 @@ fn mutate_body(config: &Config) -> String {
             .iter()
             .map(|k| {
                 let q = cel::string(k);
-                let kept = if first_values.contains(k) {
-                    format!("{} || {}", first(&q), same(&q))
+                if first_values.contains(k) {
+                    format!("({} || {})", kept(&q), unset(&q))
                 } else {
-                    same(&q)
-                };
-                format!("(!({q} in {new}) || {kept})")
+                    kept(&q)
+                }
             })
             .collect();
         if each.is_empty() {
@@ -155,19 +156,23 @@ fn mutate_body(config: &Config) -> String {
             each.join(" && ")
         }
     } else {
-        let plain = config
+        // Few keys are the controller's: every sent key is looked at, and every stored one
+        // must be sent unless the controller may drop it.
+        let plain: Vec<&String> = config
             .fields
             .iter()
-            .filter(|(k, owners)| is_plain(k, owners));
+            .filter(|(k, owners)| is_plain(k, owners))
+            .map(|(k, _)| k)
+            .collect();
+        let plain = cel::list(plain);
         format!(
-            "{new}.all(k, k == {p} || k == {c} || k in {} || {} || (k in {} && {}))",
-            cel::list(plain.map(|(k, _)| k)),
-            same("k"),
+            "{old}.all(k, k in {new} || k in {plain}) && \
+             {new}.all(k, k == {p} || k == {c} || k in {plain} || {} || (k in {} && {}))",
+            kept("k"),
             cel::list(&first_values),
-            first("k"),
+            unset("k"),
         )
     };
-    let keys = format!("{old}.all(k, k in {new}) && {sent}");
 
     let to = format!("{new}[{p}]");
     let table = owned(owners_of(phase_field))
@@ -176,66 +181,63 @@ fn mutate_body(config: &Config) -> String {
     let from = cel::stored_phase(phase_field, &config.phase.initial, old);
     let (start, completion) = (cel::string(&d.start_time), cel::string(&d.completion_time));
     let sent_string = |f: &str| format!("({f} in {new} && type({new}[{f}]) == string)");
-    let phase = match table {
-        Some(table) => format!(
-            "(!({p} in {new}) || (type({to}) == string && {}))",
-            cel::bind(
-                "f",
-                &from,
-                &format!(
-                    "{to} == f || ({table} && ({to} != {running} || {sent_start}) && \
-                     (!({to} in {terminal}) || {sent_end}))",
-                    running = cel::string(&config.phase.running),
-                    terminal = cel::list(&config.phase.terminal),
-                    sent_start = sent_string(&start),
-                    sent_end = sent_string(&completion),
-                )
-            )
+    // The stored phase sent again is the common write: no binding, no table.
+    let unmoved = format!("{} && {to} != ''", kept(&p));
+    let moved = match table {
+        Some(table) => cel::bind(
+            "f",
+            &from,
+            &format!(
+                "{to} == f || ({table} && ({to} != {running} || {sent_start}) && \
+                 (!({to} in {terminal}) || {sent_end}))",
+                running = cel::string(&config.phase.running),
+                terminal = cel::list(&config.phase.terminal),
+                sent_start = sent_string(&start),
+                sent_end = sent_string(&completion),
+            ),
         ),
-        None => format!("(!({p} in {new}) || (type({to}) == string && {to} == {from}))"),
+        None => format!("{to} == {from}"),
     };
+    let phase = format!(
+        "({p} in {new} ? type({to}) == string && ({unmoved} || {moved}) : {})",
+        unset(&p)
+    );
 
     let type_owned = condition_owned(config);
-    // Index by index (`nc` sent, `oc` stored): the stored entry is the same, or (a controller
-    // type) differs only in what combining keeps from the writer. `o == c` first: deep equality
-    // runs in Go, and most entries of a progress write are unchanged.
+    // Index by index (`nc` sent, `oc` stored, `ts` the sent types, 0 where an entry has
+    // none): the stored entry is the same, or (a controller type) differs only in what
+    // combining keeps from the writer. `o == c` first: deep equality runs in Go, and most
+    // entries of a progress write are unchanged. Each type once: its first index is its own
+    // (`indexOf` runs in Go, a loop in a loop in CEL).
     let o = "oc[i]";
     let same_key = |key: &str| {
         format!("('{key}' in c ? '{key}' in {o} && {o}['{key}'] == c['{key}'] : !('{key}' in {o}))")
     };
+    let nc = format!("{new}[{c}]");
     let entries = format!(
-        "nc.all(i, c, type(c) == map && 'type' in c && type(c['type']) == string && \
+        "{nc}.all(i, c, type(ts[i]) == string && ts.indexOf(ts[i]) == i && \
          (i < size(oc) ? ({o} == c || (type({o}) == map && 'type' in {o} && {o}['type'] == c['type'] && \
          {status} && {ltt} && ({type_owned}))) : (({type_owned}) && 'lastTransitionTime' in c && \
          type(c['lastTransitionTime']) == string)))",
         status = same_key("status"),
         ltt = same_key("lastTransitionTime"),
     );
-    // Each type once: its first index is its own (`indexOf` runs in Go, a loop in a loop in CEL).
-    let unique = cel::bind(
-        "ts",
-        "nc.map(c, c['type'])",
-        "ts.all(i, t, ts.indexOf(t) == i)",
-    );
-    let (nc, oc) = (format!("{new}[{c}]"), format!("{old}[{c}]"));
+    let types = format!("{nc}.map(c, type(c) == map && 'type' in c ? c['type'] : 0)");
     let lists = cel::bind(
-        "nc",
-        &nc,
-        &cel::bind(
-            "oc",
-            &format!("{c} in {old} ? {oc} : []"),
-            &format!("size(nc) >= size(oc) && {entries} && {unique}"),
+        "oc",
+        &format!("{c} in {old} ? {old}[{c}] : []"),
+        &format!(
+            "size({nc}) >= size(oc) && {}",
+            cel::bind("ts", &types, &entries)
         ),
     );
     let conditions = format!(
-        "(!({c} in {new}) || (type({nc}) == list && (!({c} in {old}) || type({oc}) == list) && \
-         {lists}))"
+        "({c} in {new} ? type({nc}) == list && (!({c} in {old}) || type({old}[{c}]) == list) && \
+         {lists} : !({c} in {old}))"
     );
 
     let duration = cel::string(&d.duration);
     let time = |f: &str| format!("timestamp({new}[{f}])");
-    let took = format!("({} - {})", time(&completion), time(&start));
-    let sent = format!("duration({new}[{duration}])");
     let matches = |f: &str, re: &str| {
         format!(
             "{} && {new}[{f}].matches({})",
@@ -243,12 +245,15 @@ fn mutate_body(config: &Config) -> String {
             cel::string(re)
         )
     };
+    // Whole seconds on both sides (the patterns), so within a second is one of three values.
     let duration = format!(
         "(!({start} in {new} && {completion} in {new}) || ({} && {} && {} && \
-         {took} - {sent} <= duration('1s') && {sent} - {took} <= duration('1s')))",
+         {} - {} - duration({new}[{duration}]) in [duration('-1s'), duration('0s'), duration('1s')]))",
         matches(&start, cel::TIME_RE),
         matches(&completion, cel::TIME_RE),
         matches(&duration, cel::DURATION_RE),
+        time(&completion),
+        time(&start),
     );
     let (fd, fdr, fr) = (
         cel::string(&d.failure_details),
@@ -263,21 +268,21 @@ fn mutate_body(config: &Config) -> String {
     format!("{keys} && {phase} && {conditions} && {duration} && {mirror}")
 }
 
-/// True for a condition `c` whose type the controller owns.
+/// True for a condition `c` whose type the controller owns, as the shorter test: the listed
+/// types it does not own when it owns the unlisted ones, else the listed types it owns.
 fn condition_owned(config: &Config) -> String {
     let owners = &config.conditions.owners;
-    let types = owners
-        .iter()
-        .filter(|(_, o)| controller_owns(o))
-        .map(|(t, _)| t);
-    let mut type_owned = format!("c['type'] in {}", cel::list(types));
+    let (mine, others): (Vec<_>, Vec<_>) = owners.iter().partition(|(_, o)| controller_owns(o));
+    let types =
+        |listed: Vec<(&String, &Vec<String>)>| cel::list(listed.into_iter().map(|(t, _)| t));
     if controller_owns(&config.conditions.default_owners) {
-        type_owned = format!(
-            "{type_owned} || !(c['type'] in {})",
-            cel::list(owners.keys())
-        );
+        if others.is_empty() {
+            return "true".to_string();
+        }
+        format!("!(c['type'] in {})", types(others))
+    } else {
+        format!("c['type'] in {}", types(mine))
     }
-    type_owned
 }
 
 fn controller_owns(owners: &[String]) -> bool {

@@ -35,6 +35,10 @@ pub struct CostRow {
     /// Each input's answer ("true", "false" or "error"), when asked for.
     #[serde(default)]
     pub answers: Vec<String>,
+    /// Machine instructions per evaluation, counted by callgrind ([`instructions`]): the same
+    /// figure on a busy machine as on an idle one.
+    #[serde(skip)]
+    pub instructions: Option<f64>,
 }
 
 /// The CRD rule's name in the table.
@@ -44,20 +48,90 @@ pub const CRD_RULE: &str = "CRD transition rule (b), as a condition";
 /// over the real mix `rounds` times, and returns a row per condition.
 pub fn rows(repo: &Path, rounds: u32) -> anyhow::Result<Vec<CostRow>> {
     let config = Config::default();
-    // A transition rule runs only where there is an old value.
+    let mut conditions = default_conditions(&config)?;
+    conditions.push(crd_rule());
+    let job = json!({"conditions": conditions, "inputs": mix_inputs(repo)?, "rounds": rounds});
+    Ok(serde_json::from_slice(&run(repo, &job)?)?)
+}
+
+/// (b)'s CRD rule as a condition: a transition rule runs only where there is an old value.
+fn crd_rule() -> Value {
     let rule = e2e::CEL_RULE
         .replace("oldSelf", "oldObject.status")
         .replace("self", "object.status");
-    let mut conditions = default_conditions(&config)?;
-    conditions.push(
-        json!({"name": CRD_RULE, "expression": format!("!has(oldObject.status) || ({rule})")}),
-    );
-    let inputs: Vec<Value> = e2e::real_mix_pairs(repo)?
+    json!({"name": CRD_RULE, "expression": format!("!has(oldObject.status) || ({rule})")})
+}
+
+/// The controller's writes of the real mix, each on the status before it.
+fn mix_inputs(repo: &Path) -> anyhow::Result<Vec<Value>> {
+    Ok(e2e::real_mix_pairs(repo)?
         .into_iter()
         .map(|(old, new)| input(fixtures::CONTROLLER, old, new))
-        .collect();
-    let job = json!({"conditions": conditions, "inputs": inputs, "rounds": rounds});
-    Ok(serde_json::from_slice(&run(repo, &job)?)?)
+        .collect())
+}
+
+/// Counts the machine instructions each row's condition takes per evaluation over the real
+/// mix, with valgrind's callgrind: two runs of the evaluator, 2 and 12 rounds, one condition at
+/// a time, the difference over the evaluations it adds, so that start-up and compilation
+/// cancel out. The Go runtime runs on one thread without a collector, which keeps the count
+/// the same from run to run. Leaves the rows as they are when valgrind is not installed.
+pub fn instructions(repo: &Path, rows: &mut [CostRow]) -> anyhow::Result<()> {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("wfe-bench: no valgrind, no instruction counts");
+        return Ok(());
+    }
+    let config = Config::default();
+    let mut conditions = default_conditions(&config)?;
+    conditions.push(crd_rule());
+    let inputs = mix_inputs(repo)?;
+    let bin = built(repo)?;
+    for row in rows.iter_mut() {
+        let Some(condition) = conditions.iter().find(|c| c["name"] == row.name.as_str()) else {
+            continue;
+        };
+        let mut counted = Vec::new();
+        for rounds in [2u64, 12] {
+            let job = json!({"conditions": [condition], "inputs": inputs, "rounds": rounds});
+            counted.push(callgrind(&bin, &job)?);
+        }
+        let evaluations = 10 * inputs.len() as u64;
+        row.instructions = Some(counted[1].saturating_sub(counted[0]) as f64 / evaluations as f64);
+    }
+    Ok(())
+}
+
+/// The instructions one run of the evaluator on `job` took, as callgrind counts them.
+fn callgrind(bin: &str, job: &Value) -> anyhow::Result<u64> {
+    let dir = tempfile::tempdir()?;
+    let mut child = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!(
+            "--callgrind-out-file={}",
+            dir.path().join("out").display()
+        ))
+        .arg(bin)
+        .env("GOGC", "off")
+        .env("GOMAXPROCS", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting valgrind")?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow!("no stdin"))?
+        .write_all(job.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("callgrind failed: {stderr}");
+    }
+    stderr
+        .lines()
+        .find_map(|l| l.split("Collected :").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| anyhow!("no instruction count in callgrind's output: {stderr}"))
 }
 
 /// One write for the evaluator: `user` sends status `new` over `old` (none: no status yet).
@@ -108,20 +182,7 @@ fn default_conditions(config: &Config) -> anyhow::Result<Vec<Value>> {
 
 /// Builds the evaluator (cached) and runs `job` through it; returns what it printed.
 fn run(repo: &Path, job: &Value) -> anyhow::Result<Vec<u8>> {
-    let script = repo.join("crates/wfe-bench/celcost/build.sh");
-    let built = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !built.status.success() {
-        bail!("{} failed", script.display());
-    }
-    let bin = String::from_utf8_lossy(&built.stdout)
-        .lines()
-        .last()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("{} printed no path", script.display()))?;
+    let bin = built(repo)?;
     let mut child = Command::new(&bin)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -138,4 +199,22 @@ fn run(repo: &Path, job: &Value) -> anyhow::Result<Vec<u8>> {
         bail!("{bin} failed");
     }
     Ok(out.stdout)
+}
+
+/// Builds the evaluator (cached); its path.
+fn built(repo: &Path) -> anyhow::Result<String> {
+    let script = repo.join("crates/wfe-bench/celcost/build.sh");
+    let built = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !built.status.success() {
+        bail!("{} failed", script.display());
+    }
+    String::from_utf8_lossy(&built.stdout)
+        .lines()
+        .last()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("{} printed no path", script.display()))
 }

@@ -330,6 +330,10 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
         eprintln!("wfe-bench: the match conditions' CEL cost in kube-apiserver's evaluator");
         let rounds = if options.quick { 1 } else { 50 };
         report.cel_costs = celcost::rows(&options.repo, rounds)?;
+        if !options.quick {
+            eprintln!("wfe-bench: the match conditions' instructions (callgrind)");
+            celcost::instructions(&options.repo, &mut report.cel_costs)?;
+        }
     }
     if !status_done {
         eprintln!("wfe-bench: status manager against the in-memory API");

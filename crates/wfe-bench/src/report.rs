@@ -234,21 +234,37 @@ impl Report {
         if let Some(ratio) = self.match_condition_cost_ratio() {
             let _ = write!(line, " match_condition_cost_ratio={}", f(ratio, 2));
         }
+        if let Some(ratio) = self.match_condition_instructions_ratio() {
+            let _ = write!(line, " match_condition_instructions_ratio={}", f(ratio, 2));
+        }
         line
     }
 
     /// The costlier match condition's mean CEL cost on the real mix, over the CRD rule's.
     pub fn match_condition_cost_ratio(&self) -> Option<f64> {
-        let rule = self
-            .cel_costs
-            .iter()
-            .find(|c| c.name == crate::celcost::CRD_RULE)?
-            .mean_cost;
+        self.over_the_crd_rule(|c| Some(c.mean_cost))
+    }
+
+    /// The costlier match condition's instructions per evaluation on the real mix, over the
+    /// CRD rule's: what the API server's evaluator spends, without the machine's noise.
+    pub fn match_condition_instructions_ratio(&self) -> Option<f64> {
+        self.over_the_crd_rule(|c| c.instructions)
+    }
+
+    fn over_the_crd_rule(
+        &self,
+        figure: impl Fn(&crate::celcost::CostRow) -> Option<f64>,
+    ) -> Option<f64> {
+        let rule = figure(
+            self.cel_costs
+                .iter()
+                .find(|c| c.name == crate::celcost::CRD_RULE)?,
+        )?;
         let worst = self
             .cel_costs
             .iter()
             .filter(|c| c.name != crate::celcost::CRD_RULE)
-            .map(|c| c.mean_cost)
+            .filter_map(&figure)
             .fold(f64::NAN, f64::max);
         (rule > 0.0 && worst.is_finite()).then(|| worst / rule)
     }
@@ -447,19 +463,21 @@ impl Report {
         }
         if !self.cel_costs.is_empty() {
             s.push_str(
-                "\n### The match conditions' CEL cost on the real mix (kube-apiserver's evaluator)\n\nEach controller write of the real mix as sent on the status before it, evaluated by `crates/wfe-bench/celcost` (k8s.io/apiserver's condition compiler and evaluator, as a webhook's match conditions are), beside the text of (b)'s CRD rule run the same way: the CEL cost units the API server's budget counts, and the evaluator's time alone (no request around it).\n\n| condition | evaluations | answered true (webhook called) | errors | mean cost | max cost | mean µs |\n|---|---:|---:|---:|---:|---:|---:|\n",
+                "\n### The match conditions' CEL cost on the real mix (kube-apiserver's evaluator)\n\nEach controller write of the real mix as sent on the status before it, evaluated by `crates/wfe-bench/celcost` (k8s.io/apiserver's condition compiler and evaluator, as a webhook's match conditions are), beside the text of (b)'s CRD rule run the same way: the CEL cost units the API server's budget counts, the evaluator's time alone (no request around it), and the machine instructions of one evaluation as callgrind counts them (full runs with valgrind installed; the same on a busy machine as on an idle one).\n\n| condition | evaluations | answered true (webhook called) | errors | mean cost | max cost | mean µs | instructions per evaluation |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
             );
             for c in &self.cel_costs {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
                     c.name,
                     c.evaluations,
                     c.r#true,
                     c.errors,
                     f(c.mean_cost, 1),
                     c.max_cost,
-                    f(c.mean_micros, 1)
+                    f(c.mean_micros, 1),
+                    c.instructions
+                        .map_or("–".to_string(), |n| format!("{:.0}", n))
                 );
             }
         }
@@ -721,6 +739,7 @@ mod tests {
             mean_micros: 10.0,
             first_error: None,
             answers: Vec::new(),
+            instructions: None,
         };
         let mut report = Report {
             cel_costs: vec![
@@ -737,12 +756,39 @@ mod tests {
         );
         let md = report.markdown();
         assert!(
-            md.contains("| status-may-need-combining | 26 | 1 | 0 | 600.0 | 100 | 10.0 |"),
+            md.contains("| status-may-need-combining | 26 | 1 | 0 | 600.0 | 100 | 10.0 | – |"),
             "{md}"
+        );
+        // Counted instructions give their own ratio, the costlier condition's over the rule's.
+        for (c, n) in report
+            .cel_costs
+            .iter_mut()
+            .zip([400_000.0, 100_000.0, 32_000.0])
+        {
+            c.instructions = Some(n);
+        }
+        let summary = report.summary();
+        assert!(
+            summary.ends_with(
+                " match_condition_cost_ratio=50.00 match_condition_instructions_ratio=12.50"
+            ),
+            "{summary}"
+        );
+        assert!(
+            report
+                .markdown()
+                .contains("| 600.0 | 100 | 10.0 | 400000 |"),
+            "{}",
+            report.markdown()
         );
         // Without the reference row there is no ratio to give.
         report.cel_costs.pop();
         assert!(!report.summary().contains("match_condition_cost_ratio"));
+        assert!(
+            !report
+                .summary()
+                .contains("match_condition_instructions_ratio")
+        );
     }
 
     #[test]

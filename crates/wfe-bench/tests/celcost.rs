@@ -69,6 +69,47 @@ fn the_real_mix_evaluates_without_errors_and_skips_what_the_e2e_suite_sees_skipp
     assert_eq!(row(CRD_RULE).r#true, 26);
 }
 
+/// The benchmark's noise-free figure: callgrind's count of the instructions one evaluation
+/// takes, each condition alone. The mutating condition proves much more than the CRD rule and
+/// must count more; every row gets a count where valgrind is installed (on every machine the
+/// project runs on).
+#[test]
+fn each_condition_has_an_instruction_count_and_the_mutating_one_counts_most() {
+    if skipped() {
+        return;
+    }
+    if std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("celcost: no valgrind, no instruction counts to check");
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut rows = rows(&repo, 1).expect("celcost runs");
+    wfe_bench::celcost::instructions(&repo, &mut rows).expect("callgrind counts");
+    let count = |name: &str| {
+        rows.iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.instructions)
+            .unwrap_or_else(|| panic!("no count for {name}: {rows:?}"))
+    };
+    let (mutate, validate, rule) = (
+        count(MUTATE_MATCH_CONDITION),
+        count(VALIDATE_MATCH_CONDITION),
+        count(CRD_RULE),
+    );
+    eprintln!(
+        "instructions per evaluation: mutate {mutate:.0}, validate {validate:.0}, CRD rule {rule:.0}"
+    );
+    assert!(rule > 1_000.0, "{rule}");
+    assert!(
+        mutate > validate && validate > rule,
+        "{mutate} {validate} {rule}"
+    );
+}
+
 /// The proof that what the conditions skip needs no call, offline and on thousands of writes:
 /// kubernaut's real writes each perturbed a few times (keys dropped, added, retyped or nulled,
 /// phases moved, conditions edited, reordered, duplicated, appended or cut, durations and

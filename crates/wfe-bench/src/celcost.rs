@@ -103,7 +103,8 @@ pub fn instructions(repo: &Path, rows: &mut [CostRow]) -> anyhow::Result<()> {
 /// The instructions one run of the evaluator on `job` took, as callgrind counts them.
 fn callgrind(bin: &str, job: &Value) -> anyhow::Result<u64> {
     let dir = tempfile::tempdir()?;
-    let mut child = Command::new("valgrind")
+    let mut valgrind = Command::new("valgrind");
+    valgrind
         .arg("--tool=callgrind")
         .arg(format!(
             "--callgrind-out-file={}",
@@ -112,17 +113,9 @@ fn callgrind(bin: &str, job: &Value) -> anyhow::Result<u64> {
         .arg(bin)
         .env("GOGC", "off")
         .env("GOMAXPROCS", "1")
-        .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting valgrind")?;
-    child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow!("no stdin"))?
-        .write_all(job.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
+        .stderr(Stdio::piped());
+    let out = fed(valgrind, job).context("running valgrind")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         bail!("callgrind failed: {stderr}");
@@ -183,22 +176,24 @@ fn default_conditions(config: &Config) -> anyhow::Result<Vec<Value>> {
 /// Builds the evaluator (cached) and runs `job` through it; returns what it printed.
 fn run(repo: &Path, job: &Value) -> anyhow::Result<Vec<u8>> {
     let bin = built(repo)?;
-    let mut child = Command::new(&bin)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {bin}"))?;
+    let mut evaluator = Command::new(&bin);
+    evaluator.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let out = fed(evaluator, job).with_context(|| format!("running {bin}"))?;
+    if !out.status.success() {
+        bail!("{bin} failed");
+    }
+    Ok(out.stdout)
+}
+
+/// Runs `command` with `job` on its standard input; what it left.
+fn fed(mut command: Command, job: &Value) -> anyhow::Result<std::process::Output> {
+    let mut child = command.stdin(Stdio::piped()).spawn()?;
     child
         .stdin
         .take()
         .ok_or_else(|| anyhow!("no stdin"))?
         .write_all(job.to_string().as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("{bin} failed");
-    }
-    Ok(out.stdout)
+    Ok(child.wait_with_output()?)
 }
 
 /// Builds the evaluator (cached); its path.

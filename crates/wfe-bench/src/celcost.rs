@@ -47,19 +47,21 @@ pub const CRD_RULE: &str = "CRD transition rule (b), as a condition";
 /// Builds the evaluator (cached), runs the default policy's two conditions and the CRD rule
 /// over the real mix `rounds` times, and returns a row per condition.
 pub fn rows(repo: &Path, rounds: u32) -> anyhow::Result<Vec<CostRow>> {
-    let config = Config::default();
-    let mut conditions = default_conditions(&config)?;
-    conditions.push(crd_rule());
-    let job = json!({"conditions": conditions, "inputs": mix_inputs(repo)?, "rounds": rounds});
+    let job = json!({"conditions": measured()?, "inputs": mix_inputs(repo)?, "rounds": rounds});
     Ok(serde_json::from_slice(&run(repo, &job)?)?)
 }
 
-/// (b)'s CRD rule as a condition: a transition rule runs only where there is an old value.
-fn crd_rule() -> Value {
+/// The rows' conditions: the default policy's two, and (b)'s CRD rule as a condition (a
+/// transition rule runs only where there is an old value).
+fn measured() -> anyhow::Result<Vec<Value>> {
     let rule = e2e::CEL_RULE
         .replace("oldSelf", "oldObject.status")
         .replace("self", "object.status");
-    json!({"name": CRD_RULE, "expression": format!("!has(oldObject.status) || ({rule})")})
+    let mut conditions = default_conditions(&Config::default())?;
+    conditions.push(
+        json!({"name": CRD_RULE, "expression": format!("!has(oldObject.status) || ({rule})")}),
+    );
+    Ok(conditions)
 }
 
 /// The controller's writes of the real mix, each on the status before it.
@@ -76,13 +78,11 @@ fn mix_inputs(repo: &Path) -> anyhow::Result<Vec<Value>> {
 /// cancel out. The Go runtime runs on one thread without a collector, which keeps the count
 /// the same from run to run. Leaves the rows as they are when valgrind is not installed.
 pub fn instructions(repo: &Path, rows: &mut [CostRow]) -> anyhow::Result<()> {
-    if Command::new("valgrind").arg("--version").output().is_err() {
+    if !has_valgrind() {
         eprintln!("wfe-bench: no valgrind, no instruction counts");
         return Ok(());
     }
-    let config = Config::default();
-    let mut conditions = default_conditions(&config)?;
-    conditions.push(crd_rule());
+    let conditions = measured()?;
     let inputs = mix_inputs(repo)?;
     let bin = built(repo)?;
     for row in rows.iter_mut() {
@@ -98,6 +98,11 @@ pub fn instructions(repo: &Path, rows: &mut [CostRow]) -> anyhow::Result<()> {
         row.instructions = Some(counted[1].saturating_sub(counted[0]) as f64 / evaluations as f64);
     }
     Ok(())
+}
+
+/// Whether valgrind is installed, for [`instructions`].
+pub fn has_valgrind() -> bool {
+    Command::new("valgrind").arg("--version").output().is_ok()
 }
 
 /// The instructions one run of the evaluator on `job` took, as callgrind counts them.

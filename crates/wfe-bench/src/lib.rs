@@ -17,6 +17,7 @@ pub mod inproc;
 pub mod load;
 pub mod policy;
 pub mod process;
+pub mod proof;
 pub mod report;
 pub mod statusmgr;
 

@@ -14,9 +14,9 @@ use kube::Error as KubeError;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use serde_json::{Value, json};
+use wfe_bench::proof::combining_keeps;
 
 use super::match_condition::counted;
-use super::mutate_condition::combining_keeps;
 use crate::cluster::{self, status_of};
 use crate::harness::{Ctx, NS};
 

@@ -19,12 +19,11 @@ use kube::api::{Api, PostParams};
 use kube::core::DynamicObject;
 use kube::core::admission::AdmissionReview;
 use serde_json::{Value, json};
-use wfe_admission::policy::combine::combine;
 use wfe_admission::policy::review::{Decision, validate};
 use wfe_admission::policy::time;
-use wfe_admission::policy::{Policy, Writer};
 use wfe_bench::e2e::{Scrapes, apiserver_metrics};
 use wfe_bench::fixtures::status_update_review;
+use wfe_bench::proof::combining_keeps;
 
 use super::match_condition::counted;
 use super::{CLEAR_REASON, failure_details};
@@ -341,28 +340,6 @@ fn change(s: &mut Status, which: usize, rng: &mut Rng) -> String {
         }
     };
     what.to_string()
-}
-
-/// A write the API server let past /mutate must be one that combining returns as it was stored,
-/// with nothing to say: no warning, no correction, no denial.
-pub(super) fn combining_keeps(
-    policy: &Policy,
-    writer: Writer<'_>,
-    old: &Status,
-    new: &Status,
-) -> Result<()> {
-    let combined = combine(policy, Some(old), Some(new), writer, Timestamp::now());
-    ensure!(
-        combined.status == *new
-            && combined.warnings.is_empty()
-            && combined.corrections.is_empty()
-            && combined.denial.is_none(),
-        "skipped /mutate, but combining would have changed it:\nstored {}\nwritten {}\ncombined {:?}",
-        Value::Object(old.clone()),
-        Value::Object(new.clone()),
-        combined
-    );
-    Ok(())
 }
 
 /// Sets the duration to completionTime − startTime plus `off` seconds, in Go's syntax.

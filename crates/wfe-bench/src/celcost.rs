@@ -44,16 +44,39 @@ pub struct CostRow {
 /// The CRD rule's name in the table.
 pub const CRD_RULE: &str = "CRD transition rule (b), as a condition";
 
+/// The reference row's name: `celcost/floor.cel`, what any mutating condition that skips a
+/// controller write soundly must read, with nothing proven.
+pub const FLOOR: &str = "reference: what any skip of /mutate reads (celcost/floor.cel)";
+
 /// Builds the evaluator (cached), runs the default policy's two conditions and the CRD rule
 /// over the real mix `rounds` times, and returns a row per condition.
 pub fn rows(repo: &Path, rounds: u32) -> anyhow::Result<Vec<CostRow>> {
-    let job = json!({"conditions": measured()?, "inputs": mix_inputs(repo)?, "rounds": rounds});
+    rows_of(repo, &measured(repo)?, rounds)
+}
+
+/// Draft conditions (one CEL text per file, named by the file) beside the rows of [`rows`],
+/// over the real mix, with each one's instructions where valgrind is installed: what a
+/// change to a condition would cost, before it is made.
+pub fn drafts(repo: &Path, files: &[std::path::PathBuf]) -> anyhow::Result<Vec<CostRow>> {
+    let mut conditions = measured(repo)?;
+    for file in files {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        conditions.push(json!({"name": file.display().to_string(), "expression": text.trim()}));
+    }
+    let mut rows = rows_of(repo, &conditions, 50)?;
+    counted(repo, &conditions, &mut rows)?;
+    Ok(rows)
+}
+
+fn rows_of(repo: &Path, conditions: &[Value], rounds: u32) -> anyhow::Result<Vec<CostRow>> {
+    let job = json!({"conditions": conditions, "inputs": mix_inputs(repo)?, "rounds": rounds});
     Ok(serde_json::from_slice(&run(repo, &job)?)?)
 }
 
-/// The rows' conditions: the default policy's two, and (b)'s CRD rule as a condition (a
-/// transition rule runs only where there is an old value).
-fn measured() -> anyhow::Result<Vec<Value>> {
+/// The rows' conditions: the default policy's two, (b)'s CRD rule as a condition (a
+/// transition rule runs only where there is an old value), and the floor reference.
+fn measured(repo: &Path) -> anyhow::Result<Vec<Value>> {
     let rule = e2e::CEL_RULE
         .replace("oldSelf", "oldObject.status")
         .replace("self", "object.status");
@@ -61,6 +84,10 @@ fn measured() -> anyhow::Result<Vec<Value>> {
     conditions.push(
         json!({"name": CRD_RULE, "expression": format!("!has(oldObject.status) || ({rule})")}),
     );
+    let floor = repo.join("crates/wfe-bench/celcost/floor.cel");
+    let floor =
+        std::fs::read_to_string(&floor).with_context(|| format!("reading {}", floor.display()))?;
+    conditions.push(json!({"name": FLOOR, "expression": floor.trim()}));
     Ok(conditions)
 }
 
@@ -73,16 +100,20 @@ fn mix_inputs(repo: &Path) -> anyhow::Result<Vec<Value>> {
 }
 
 /// Counts the machine instructions each row's condition takes per evaluation over the real
-/// mix, with valgrind's callgrind: two runs of the evaluator, 2 and 12 rounds, one condition at
+/// mix, with valgrind's callgrind: two runs of the evaluator, 2 and 42 rounds, one condition at
 /// a time, the difference over the evaluations it adds, so that start-up and compilation
-/// cancel out. The Go runtime runs on one thread without a collector, which keeps the count
-/// the same from run to run. Leaves the rows as they are when valgrind is not installed.
+/// cancel out. The Go runtime runs on one thread without a collector; what it still does in
+/// the background moves a run's count by about a million instructions, 1% of the difference
+/// over 40 rounds. Leaves the rows as they are when valgrind is not installed.
 pub fn instructions(repo: &Path, rows: &mut [CostRow]) -> anyhow::Result<()> {
+    counted(repo, &measured(repo)?, rows)
+}
+
+fn counted(repo: &Path, conditions: &[Value], rows: &mut [CostRow]) -> anyhow::Result<()> {
     if !has_valgrind() {
         eprintln!("wfe-bench: no valgrind, no instruction counts");
         return Ok(());
     }
-    let conditions = measured()?;
     let inputs = mix_inputs(repo)?;
     let bin = built(repo)?;
     for row in rows.iter_mut() {
@@ -90,11 +121,11 @@ pub fn instructions(repo: &Path, rows: &mut [CostRow]) -> anyhow::Result<()> {
             continue;
         };
         let mut counted = Vec::new();
-        for rounds in [2u64, 12] {
+        for rounds in [2u64, 42] {
             let job = json!({"conditions": [condition], "inputs": inputs, "rounds": rounds});
             counted.push(callgrind(&bin, &job)?);
         }
-        let evaluations = 10 * inputs.len() as u64;
+        let evaluations = 40 * inputs.len() as u64;
         row.instructions = Some(counted[1].saturating_sub(counted[0]) as f64 / evaluations as f64);
     }
     Ok(())
@@ -105,8 +136,21 @@ pub fn has_valgrind() -> bool {
     Command::new("valgrind").arg("--version").output().is_ok()
 }
 
-/// The instructions one run of the evaluator on `job` took, as callgrind counts them.
+/// The instructions one run of the evaluator on `job` took, as callgrind counts them. Valgrind
+/// 3.19 now and then aborts on the Go runtime's signal handling, so a failed run is tried
+/// again, twice.
 fn callgrind(bin: &str, job: &Value) -> anyhow::Result<u64> {
+    let mut tried = callgrind_once(bin, job);
+    for _ in 0..2 {
+        if tried.is_ok() {
+            break;
+        }
+        tried = callgrind_once(bin, job);
+    }
+    tried
+}
+
+fn callgrind_once(bin: &str, job: &Value) -> anyhow::Result<u64> {
     let dir = tempfile::tempdir()?;
     let mut valgrind = Command::new("valgrind");
     valgrind

@@ -1,4 +1,5 @@
-//! `cargo run --release -p wfe-bench [-- --quick] [--e2e|--no-e2e] [--out FILE]`
+//! `cargo run --release -p wfe-bench [-- --quick] [--e2e|--no-e2e] [--out FILE]`, or
+//! `-- --condition FILE...` for the CEL cost rows of draft match conditions only.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -37,6 +38,10 @@ struct Args {
     /// Only time the in-process policy step for this many seconds per row (for profilers).
     #[arg(long, value_name = "SECONDS")]
     policy_only: Option<f64>,
+    /// Only the CEL cost rows: these draft match conditions (one CEL text per file) beside the
+    /// default policy's, the CRD rule and the floor, over kubernaut's real mix.
+    #[arg(long = "condition", value_name = "FILE")]
+    conditions: Vec<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -71,6 +76,18 @@ fn main() -> ExitCode {
     }
     // The repository: this crate lives in crates/wfe-bench.
     let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    if !args.conditions.is_empty() {
+        return match bench::celcost::drafts(&repo, &args.conditions) {
+            Ok(rows) => {
+                print!("{}", bench::report::cel_cost_table(&rows));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("wfe-bench: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let options = Options {
         quick: args.quick,
         e2e: if args.e2e {

@@ -463,23 +463,9 @@ impl Report {
         }
         if !self.cel_costs.is_empty() {
             s.push_str(
-                "\n### The match conditions' CEL cost on the real mix (kube-apiserver's evaluator)\n\nEach controller write of the real mix as sent on the status before it, evaluated by `crates/wfe-bench/celcost` (k8s.io/apiserver's condition compiler and evaluator, as a webhook's match conditions are), beside the text of (b)'s CRD rule run the same way: the CEL cost units the API server's budget counts, the evaluator's time alone (no request around it), and the machine instructions of one evaluation as callgrind counts them (full runs with valgrind installed; the same on a busy machine as on an idle one).\n\n| condition | evaluations | answered true (webhook called) | errors | mean cost | max cost | mean µs | instructions per evaluation |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+                "\n### The match conditions' CEL cost on the real mix (kube-apiserver's evaluator)\n\nEach controller write of the real mix as sent on the status before it, evaluated by `crates/wfe-bench/celcost` (k8s.io/apiserver's condition compiler and evaluator, as a webhook's match conditions are), beside the text of (b)'s CRD rule run the same way and the reference `celcost/floor.cel` (what any skip of /mutate must read, proving nothing): the CEL cost units the API server's budget counts, the evaluator's time alone (no request around it), and the machine instructions of one evaluation as callgrind counts them (full runs with valgrind installed; the same on a busy machine as on an idle one).\n\n",
             );
-            for c in &self.cel_costs {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                    c.name,
-                    c.evaluations,
-                    c.r#true,
-                    c.errors,
-                    f(c.mean_cost, 1),
-                    c.max_cost,
-                    f(c.mean_micros, 1),
-                    c.instructions
-                        .map_or("–".to_string(), |n| format!("{:.0}", n))
-                );
-            }
+            s.push_str(&cel_cost_table(&self.cel_costs));
         }
         if let Some(why) = &self.e2e_skipped {
             let _ = writeln!(
@@ -628,6 +614,29 @@ fn hooks_table(s: &mut String, first: &str, calls: &str, hooks: &[HookFigures]) 
             opt(h.patched, 2)
         );
     }
+}
+
+/// The CEL cost rows as a Markdown table.
+pub fn cel_cost_table(rows: &[crate::celcost::CostRow]) -> String {
+    let mut s = String::from(
+        "| condition | evaluations | answered true (webhook called) | errors | mean cost | max cost | mean µs | instructions per evaluation |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for c in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.name,
+            c.evaluations,
+            c.r#true,
+            c.errors,
+            f(c.mean_cost, 1),
+            c.max_cost,
+            f(c.mean_micros, 1),
+            c.instructions
+                .map_or("–".to_string(), |n| format!("{:.0}", n))
+        );
+    }
+    s
 }
 
 #[cfg(test)]

@@ -372,3 +372,37 @@ fn perturb(rng: &mut Rng, old: &mut Option<serde_json::Value>, new: &mut serde_j
         }
     }
 }
+
+/// floor.cel is written by hand for the default policy: it must read the keys the mutating
+/// condition compares with the stored ones and test the same user, or it stops being the
+/// floor of that condition when the policy changes.
+#[test]
+fn the_floor_reads_what_the_default_mutating_condition_compares() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let floor = std::fs::read_to_string(repo.join("crates/wfe-bench/celcost/floor.cel"))
+        .expect("floor.cel");
+    let mutate = wfe_admission::policy::match_conditions::mutate_match_condition(
+        &wfe_admission::config::Config::default(),
+    )
+    .expect("the default policy has a controller");
+    let compared = |text: &str| -> std::collections::BTreeSet<String> {
+        text.match_indices("n[?'")
+            .filter_map(|(at, _)| {
+                let key = text[at + 4..].split('\'').next()?;
+                text[at..]
+                    .starts_with(&format!("n[?'{key}'] == o[?'{key}']"))
+                    .then(|| key.to_string())
+            })
+            .collect()
+    };
+    let user = |text: &str| {
+        text.split("request.userInfo.username.matches(")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .map(str::to_string)
+    };
+    assert_eq!(compared(&floor), compared(&mutate));
+    assert!(compared(&floor).len() >= 6, "{:?}", compared(&floor));
+    assert_eq!(user(&floor), user(&mutate));
+    assert!(user(&floor).is_some());
+}

@@ -60,9 +60,7 @@ pub fn rows(repo: &Path, rounds: u32) -> anyhow::Result<Vec<CostRow>> {
 pub fn drafts(repo: &Path, files: &[std::path::PathBuf]) -> anyhow::Result<Vec<CostRow>> {
     let mut conditions = measured(repo)?;
     for file in files {
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        conditions.push(json!({"name": file.display().to_string(), "expression": text.trim()}));
+        conditions.push(json!({"name": file.display().to_string(), "expression": cel_file(file)?}));
     }
     let mut rows = rows_of(repo, &conditions, 50)?;
     counted(repo, &conditions, &mut rows)?;
@@ -84,11 +82,20 @@ fn measured(repo: &Path) -> anyhow::Result<Vec<Value>> {
     conditions.push(
         json!({"name": CRD_RULE, "expression": format!("!has(oldObject.status) || ({rule})")}),
     );
-    let floor = repo.join("crates/wfe-bench/celcost/floor.cel");
-    let floor =
-        std::fs::read_to_string(&floor).with_context(|| format!("reading {}", floor.display()))?;
-    conditions.push(json!({"name": FLOOR, "expression": floor.trim()}));
+    conditions.push(json!({"name": FLOOR, "expression": floor(repo)?}));
     Ok(conditions)
+}
+
+/// The text of `celcost/floor.cel`, the [`FLOOR`] row's condition.
+pub fn floor(repo: &Path) -> anyhow::Result<String> {
+    cel_file(&repo.join("crates/wfe-bench/celcost/floor.cel"))
+}
+
+/// A condition's CEL text, read from a file.
+fn cel_file(path: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text.trim().to_string())
 }
 
 /// The controller's writes of the real mix, each on the status before it.

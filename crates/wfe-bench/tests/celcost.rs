@@ -2,12 +2,17 @@
 //! mix: no evaluation errors, and the calls the e2e suite counts through the API server. Needs
 //! the Go toolchain the control plane is built with; `WFE_SKIP_E2E=1` skips it with the suite.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use wfe_admission::policy::match_conditions::{
     MUTATE_MATCH_CONDITION, VALIDATE_MATCH_CONDITION, validate_match_condition,
 };
 use wfe_bench::celcost::{CRD_RULE, FLOOR, compile, drafts, rows};
+
+/// The repository: this crate lives in crates/wfe-bench.
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
 
 fn skipped() -> bool {
     let skip = std::env::var("WFE_SKIP_E2E").as_deref() == Ok("1");
@@ -27,7 +32,7 @@ fn each_condition_compiles_on_every_api_server_the_chart_renders_it_for() {
     if skipped() {
         return;
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = repo();
     let chart =
         std::fs::read_to_string(repo.join("charts/wfe-admission/Chart.yaml")).expect("Chart.yaml");
     assert!(
@@ -56,7 +61,7 @@ fn the_real_mix_evaluates_without_errors_and_skips_what_the_e2e_suite_sees_skipp
     if skipped() {
         return;
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = repo();
     let rows = rows(&repo, 1).expect("celcost runs");
     for r in &rows {
         eprintln!("{r:?}");
@@ -88,7 +93,7 @@ fn each_condition_has_an_instruction_count_and_the_floor_lies_between_the_two() 
         eprintln!("celcost: no valgrind, no instruction counts to check");
         return;
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = repo();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let draft = dir.path().join("draft.cel");
     let validate = validate_match_condition(&wfe_admission::config::Config::default());
@@ -148,7 +153,7 @@ fn what_either_condition_skips_needs_no_call_on_perturbed_real_writes() {
     if skipped() {
         return;
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = repo();
     let users = [
         wfe_bench::fixtures::CONTROLLER,
         "system:serviceaccount:kubernaut-system:remediationorchestrator-controller",
@@ -378,9 +383,7 @@ fn perturb(rng: &mut Rng, old: &mut Option<serde_json::Value>, new: &mut serde_j
 /// floor of that condition when the policy changes.
 #[test]
 fn the_floor_reads_what_the_default_mutating_condition_compares() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let floor = std::fs::read_to_string(repo.join("crates/wfe-bench/celcost/floor.cel"))
-        .expect("floor.cel");
+    let floor = wfe_bench::celcost::floor(&repo()).expect("floor.cel");
     let mutate = wfe_admission::policy::match_conditions::mutate_match_condition(
         &wfe_admission::config::Config::default(),
     )
